@@ -1,0 +1,1 @@
+"""progset-operator: renders ProgramSet resources into the config progset-supervisor consumes."""

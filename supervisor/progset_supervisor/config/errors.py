@@ -1,0 +1,38 @@
+"""Configuration errors that say where the problem is and how to fix it.
+
+Every loader reports problems as :class:`ConfigError`; each :class:`Problem` carries a location
+(``file:line`` for HAProxy syntax and YAML with marks, or ``file: spec.programs[1].command``) so a user
+can jump straight to the bad line. Loaders collect all problems they can find before raising, so one
+run shows every mistake instead of one per attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a configuration."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class ConfigError(Exception):
+    """A configuration could not be loaded; ``problems`` lists every reason found."""
+
+    def __init__(self, problems: list[Problem] | Problem | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("", problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @property
+    def first(self) -> Problem:
+        return self.problems[0]

@@ -1,0 +1,96 @@
+"""Entry point for loading ``-f CONFIG``: a file in any of the three syntaxes, or a directory.
+
+A directory is what the kubelet mounts for a ConfigMap: each key is a file (behind the ``..data``
+symlink it swaps atomically). Every visible file with a known extension is loaded, in name order,
+and their programs are merged; the same program name in two files is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path as FsPath
+
+from .errors import ConfigError, Problem
+from .haproxy import load_haproxy_text
+from .manifest import load_yaml_text
+from .model import Config
+
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+HAPROXY_SUFFIXES = (".cfg", ".conf")
+
+
+def load_text(text: str, filename: str) -> Config:
+    """Pick the syntax by extension: YAML/JSON for .yaml/.yml/.json, HAProxy syntax otherwise."""
+    if filename.endswith(YAML_SUFFIXES):
+        return load_yaml_text(text, filename)
+    return load_haproxy_text(text, filename)
+
+
+def _read(path: FsPath) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(Problem(str(path), f"not UTF-8 text (byte {exc.start}); is this the right file?")) from None
+    except OSError as exc:
+        raise ConfigError(Problem(str(path), f"cannot read: {exc.strerror}")) from None
+
+
+def config_files(directory: FsPath) -> list[FsPath]:
+    """Visible files with a known extension, sorted; hidden entries (``..data``, ``..2026_...``) skipped."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise ConfigError(Problem(str(directory), f"cannot list directory: {exc.strerror}")) from None
+    return [directory / n for n in names
+            if not n.startswith(".") and n.endswith(YAML_SUFFIXES + HAPROXY_SUFFIXES) and (directory / n).is_file()]
+
+
+def load_path(path: str | os.PathLike[str]) -> Config:
+    """Load ``-f``: one file, or every config file of a directory merged in name order."""
+    target = FsPath(path)
+    if not target.exists():
+        raise ConfigError(Problem(str(target), "no such file or directory"))
+    if not target.is_dir():
+        return load_text(_read(target), str(target))
+    files = config_files(target)
+    if not files:
+        raise ConfigError(Problem(str(target), "directory holds no config file (*.yaml, *.yml, *.json, *.cfg, "
+                                  "*.conf)"))
+    configs: list[Config] = []
+    problems: list[Problem] = []
+    for file in files:
+        try:
+            configs.append(load_text(_read(file), str(file)))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    if len(configs) == 1:
+        return configs[0]
+    return merge_configs(configs, str(target))
+
+
+def merge_configs(configs: list[Config], origin: str) -> Config:
+    """Concatenate programs; names must stay unique and ``dependsOn`` may cross files."""
+    from .model import config_from_spec
+
+    seen: dict[str, str] = {}
+    problems: list[Problem] = []
+    programs = []
+    ready: list[str] | None = None
+    for config in configs:
+        for program in config.programs:
+            if program.name in seen:
+                problems.append(Problem(config.origin, f"duplicate program name '{program.name}' "
+                                        f"(also defined in {seen[program.name]})"))
+            seen[program.name] = config.origin
+            programs.append(program.to_spec())
+        if config.ready_programs is not None:
+            ready = [*(ready or []), *config.ready_programs]
+    if problems:
+        raise ConfigError(problems)
+    spec: dict[str, object] = {"programs": programs}
+    if ready is not None:
+        spec["readyPrograms"] = ready
+    sources = [c.source for c in configs if c.source.name]
+    return config_from_spec(spec, origin=origin, source=sources[0] if sources else None)

@@ -1,0 +1,63 @@
+"""YAML documents with a path -> line map, so errors in manifests point at the offending line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, Problem
+from .model import Path
+
+
+@dataclass
+class YamlDocument:
+    """One YAML document: its data and the line (1-based) where each path's value starts."""
+
+    data: Any
+    lines: dict[Path, int]
+    start_line: int
+
+    def line_of(self, path: Path) -> int:
+        """The line of the deepest known prefix of ``path`` (missing keys point at their parent)."""
+        for cut in range(len(path), -1, -1):
+            line = self.lines.get(path[:cut])
+            if line is not None:
+                return line
+        return self.start_line
+
+
+def _index(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                lines[(*path, key.value)] = key.start_mark.line + 1
+                _index(value, (*path, key.value), lines)
+                lines[(*path, key.value)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index(item, (*path, i), lines)
+
+
+def load_documents(text: str, filename: str) -> Iterator[YamlDocument]:
+    """Every document in ``text``; YAML syntax errors become a ConfigError naming file and line."""
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            lines: dict[Path, int] = {}
+            _index(node, (), lines)
+            yield YamlDocument(loader.construct_document(node), lines, node.start_mark.line + 1)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{filename}:{mark.line + 1}" if mark else filename
+        raise ConfigError(Problem(where, f"YAML syntax error: {exc.problem or exc}")) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(Problem(filename, f"YAML error: {exc}")) from None
+    finally:
+        loader.dispose()
