@@ -1,0 +1,130 @@
+"""``progset-supervisor``: command line, start-up and the main loop.
+
+Flags follow HAProxy's where they exist (``-f``, ``-S``, ``-p``), so a pod spec written for an
+HAProxy master needs few changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import os
+import resource
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError, load_path
+from .log import Logger
+from .loop import Loop
+from .master import Master, Options
+from .output import OutputSink
+from .watch import ConfigWatcher, WatchError, config_fingerprint
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="progset-supervisor",
+        description="Run and supervise programs (HAProxy program sections or a ProgramSet) in a pod.")
+    parser.add_argument("-f", dest="config", required=True, metavar="CONFIG",
+                        help="config file (HAProxy syntax, ProgramSet or rendered YAML) or a directory of them "
+                             "(a mounted ConfigMap); changes are watched and reloaded")
+    parser.add_argument("-S", dest="sockets", action="append", default=[], metavar="PATH[,OPTION,VALUE]...",
+                        help="Master CLI socket, e.g. /var/run/progset/master.sock,mode,660,level,operator "
+                             "(repeatable)")
+    parser.add_argument("-p", dest="pidfile", metavar="PIDFILE", help="write the supervisor's pid here")
+    parser.add_argument("--metrics-address", default="0.0.0.0:9127", metavar="HOST:PORT",
+                        help="HTTP address for /metrics, /healthz, /readyz, /status; 'off' disables it "
+                             "(default %(default)s)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="format of program output and supervisor messages (default %(default)s)")
+    parser.add_argument("--log-lines", type=int, default=1000, metavar="N",
+                        help="lines of output kept per program for 'show logs' (default %(default)s)")
+    parser.add_argument("--no-watch", action="store_true", help="do not reload when the config changes on disk")
+    parser.add_argument("--cli-maxconn", type=int, default=100, metavar="N",
+                        help="maximum concurrent Master CLI connections (default %(default)s)")
+    parser.add_argument("--cli-timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="idle timeout of Master CLI connections (default %(default)s)")
+    parser.add_argument("-c", dest="check", action="store_true", help="check the config and exit (as haproxy -c)")
+    parser.add_argument("-v", "--version", action="version", version=f"progset-supervisor {__version__}")
+    return parser.parse_args(argv)
+
+
+def become_subreaper() -> bool:
+    """Adopt orphans of our programs even when not PID 1, so nothing we started stays a zombie."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except OSError:
+        return False
+
+
+def raise_fd_limit() -> None:
+    """Two pipes per program: lift the soft fd limit to the hard one for large configs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log = Logger(fmt=args.log_format)
+    try:
+        config = load_path(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.alert(str(problem))
+        log.alert(f"Fatal errors found in configuration {args.config}.")
+        return 1
+    if args.check:
+        print(f"Configuration file is valid ({len(config.programs)} programs, {config.hash})")
+        return 0
+
+    raise_fd_limit()
+    is_pid1 = os.getpid() == 1
+    if not is_pid1:
+        become_subreaper()
+    loop = Loop()
+    options = Options(config_path=args.config, log_lines=args.log_lines, pdeathsig=not is_pid1,
+                      watch=not args.no_watch)
+    master = Master(options, loop, log, OutputSink(args.log_format))
+    master.install_signals()
+    services = []
+    try:
+        if args.sockets:
+            from .cli.server import start_cli  # the Master CLI, only when asked for
+            services.append(start_cli(master, args.sockets, maxconn=args.cli_maxconn, idle_timeout=args.cli_timeout))
+        if args.metrics_address != "off":
+            from .http import start_http
+            services.append(start_http(master, args.metrics_address))
+    except (OSError, ValueError) as exc:
+        log.alert(f"Cannot start: {exc}")
+        return 1
+    if args.pidfile:
+        Path(args.pidfile).write_text(f"{os.getpid()}\n")
+    watcher = None
+    if options.watch:
+        try:
+            watcher = ConfigWatcher(loop, args.config, lambda: master.reload(origin="config change"),
+                                    options.debounce_seconds)
+            master.on_load_hooks.append(lambda: watcher.accept(config_fingerprint(Path(args.config))))
+        except WatchError as exc:
+            log.warning(f"Not watching {args.config} for changes: {exc}")
+    master.start(config)
+    try:
+        loop.run_forever()
+    finally:
+        for service in services:
+            service.close()
+        if watcher is not None:
+            watcher.close()
+        if args.pidfile:
+            Path(args.pidfile).unlink(missing_ok=True)
+    return master.exit_code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
