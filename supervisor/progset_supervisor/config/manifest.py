@@ -13,7 +13,17 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, Problem
-from .model import API_VERSION, KIND, RENDERED_KIND, Config, Path, Source, config_from_spec, path_text, spec_hash
+from .model import (
+    API_VERSION,
+    KIND,
+    RENDERED_KIND,
+    Config,
+    Path,
+    Source,
+    config_from_spec,
+    path_text,
+    spec_hash,
+)
 from .yamlfile import YamlDocument, load_documents
 
 
