@@ -144,10 +144,9 @@ class Loop:
             reader, writer = key.data
             if mask & selectors.EVENT_READ and reader is not None:
                 reader()
-            if mask & selectors.EVENT_WRITE and writer is not None:
-                # The reader may have closed and unregistered this fd already.
-                if self._current(key.fd)[1] is writer:
-                    writer()
+            # The reader may have closed and unregistered this fd already.
+            if mask & selectors.EVENT_WRITE and writer is not None and self._current(key.fd)[1] is writer:
+                writer()
         now = self.time()
         while self._timers and self._timers[0][0] <= now:
             _, _, timer = heapq.heappop(self._timers)

@@ -233,10 +233,11 @@ class Master:
         for action in actions:
             if action.kind == "stop":
                 supervised = previous[action.name]
-                supervised.manually_stopped = True
-                supervised.stop()  # cancels a pending backoff
-                if supervised.instance is not None and supervised.instance.alive:
-                    self._retire(supervised.instance, supervised.program, run)
+                instance = supervised.instance
+                supervised.instance = None  # its process, if any, becomes an old instance
+                supervised.stop(manual=True)  # cancels a pending backoff
+                if instance is not None and instance.alive:
+                    self._retire(instance, supervised.program, run)
                 self.log.notice(f"Program '{action.name}' removed from the configuration: stopping it")
         for program in config.programs:
             ordered[program.name] = previous.get(program.name) or Supervised(self, program)

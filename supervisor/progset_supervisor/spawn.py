@@ -70,8 +70,8 @@ def resolve_identity(program: Program) -> Identity:
                                  "use a known name or a numeric gid") from None
     if user_name is not None and gid is not None:
         groups = tuple(sorted(set(os.getgrouplist(user_name, gid))))
-    elif gid is not None and groups is None:
-        groups = (gid,)
+    elif gid is not None:
+        groups = (gid,)  # no user entry to take groups from: only the primary group, never root's
     current = Identity(os.geteuid(), os.getegid(), None)
     if uid == current.uid and gid in (None, current.gid) and (groups is None or set(groups) <= set(os.getgroups())
                                                               | {current.gid}):

@@ -7,6 +7,9 @@ longer (timeouts are only safety nets against hangs).
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
 import os
 import re
 import signal
@@ -14,8 +17,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[2]
 DEFAULT_TIMEOUT = 15.0
@@ -27,6 +32,7 @@ class Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.cond = threading.Condition()
+        self.closed = False
 
     def feed(self, stream) -> None:  # type: ignore[no-untyped-def]
         for raw in stream:
@@ -34,6 +40,7 @@ class Lines:
                 self.lines.append(raw.rstrip("\n"))
                 self.cond.notify_all()
         with self.cond:
+            self.closed = True
             self.cond.notify_all()
 
     def wait_for(self, pattern: str, *, count: int = 1, start: int = 0,
@@ -47,9 +54,10 @@ class Lines:
                 if len(found) >= count:
                     return found[:count]
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self.closed:
                     tail = "\n".join(self.lines[-40:])
-                    raise AssertionError(f"timed out waiting for {count} x {pattern!r}; last lines:\n{tail}")
+                    why = "stream closed" if self.closed else "timed out"
+                    raise AssertionError(f"{why} waiting for {count} x {pattern!r}; last lines:\n{tail}")
                 self.cond.wait(remaining)
 
     def matching(self, pattern: str) -> list[re.Match[str]]:
@@ -96,7 +104,7 @@ class Supervisor:
     def forked_pids(self, name: str) -> list[int]:
         return [int(m.group(1)) for m in self.err.matching(rf"New program '{re.escape(name)}' \((\d+)\) forked")]
 
-    def signal(self, signum: int) -> None:
+    def send(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = DEFAULT_TIMEOUT) -> int:
@@ -143,3 +151,95 @@ def write_config(directory: Path, text: str, name: str = "programs.yaml") -> Pat
     path = directory / name
     path.write_text(text)
     return path
+
+
+@contextlib.contextmanager
+def started(directory: Path) -> Iterator[Callable[..., Supervisor]]:
+    """``start(config_text, *args, **kwargs)`` writes the config and starts a supervisor on it; whatever
+    is still running at the end is killed, so a failing test leaves no process behind."""
+    sups: list[Supervisor] = []
+
+    def start(config_text: str, *args: str, name: str = "programs.yaml", **kwargs: Any) -> Supervisor:
+        sup = Supervisor(write_config(directory, config_text, name), *args, **kwargs)
+        sups.append(sup)
+        return sup
+
+    try:
+        yield start
+    finally:
+        for sup in sups:
+            sup.kill()
+
+
+# -- HTTP endpoints (/metrics, /healthz, /readyz, /status) ----------------------------------------------
+HTTP_LINE = r"HTTP endpoints on http://\S+:(\d+) "
+
+
+def http_port(sup: Supervisor) -> int:
+    """The port of a supervisor started with ``metrics="127.0.0.1:0"`` (it logs the one it bound)."""
+    return int(sup.wait_log(HTTP_LINE)[0].group(1))
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_get(port: int, path: str, *, method: str = "GET", headers: dict[str, str] | None = None,
+             timeout: float = 5.0) -> HttpReply:
+    """One real HTTP request to 127.0.0.1:``port``; any status is returned, not raised."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=headers or {})
+        reply = conn.getresponse()
+        return HttpReply(reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read())
+    finally:
+        conn.close()
+
+
+class Scrape:
+    """One ``/metrics`` scrape, parsed with prometheus_client's own text parser."""
+
+    def __init__(self, text: str) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        self.text = text
+        self.samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        self.types: dict[str, str] = {}
+        for family in text_string_to_metric_families(text):
+            self.types[family.name] = family.type
+            for sample in family.samples:
+                self.samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+
+    @property
+    def names(self) -> set[str]:
+        return {name for name, _ in self.samples}
+
+    def get(self, name: str, **labels: str) -> float | None:
+        return self.samples.get((name, frozenset(labels.items())))
+
+    def series(self, name: str) -> dict[frozenset[tuple[str, str]], float]:
+        return {labels: value for (n, labels), value in self.samples.items() if n == name}
+
+
+def scrape(port: int) -> Scrape:
+    reply = http_get(port, "/metrics")
+    assert reply.status == 200, reply
+    return Scrape(reply.body.decode())
+
+
+def scrape_until(port: int, predicate: Callable[[Scrape], bool], timeout: float = DEFAULT_TIMEOUT) -> Scrape:
+    """Scrape until ``predicate`` holds (bounded retries; state changes have no event a client can wait on)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = scrape(port)
+        if predicate(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("metrics never matched; last scrape:\n" + result.text[-3000:])
+        time.sleep(0.05)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -250,7 +251,7 @@ class _Checker:
         self.problems.append(Problem(self.locate(path), message))
 
     def number(self, value: object, path: Path, *, minimum: float = 0.0, exclusive: bool = False) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             self.fail(path, f"expected a number of seconds, got {value!r}")
             return None
         if value < minimum or (exclusive and value == minimum):
@@ -484,11 +485,13 @@ def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str]:
 
 
 def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str = "",
-                     source: Source | None = None) -> Config:
+                     source: Source | None = None, check_references: bool = True) -> Config:
     """Validate a ProgramSet ``spec`` mapping and build a :class:`Config`, or raise :class:`ConfigError`.
 
     ``locate`` turns a path inside the spec into a location text (file:line when the loader knows
     lines); by default the path itself is shown (``spec.programs[1].command``).
+    ``check_references=False`` skips the checks that need the other programs (``dependsOn`` targets
+    and cycles, ``readyPrograms`` names): for one file of a directory, whose merge is checked instead.
     """
     check = _Checker(locate or path_text)
     if not isinstance(spec, Mapping):
@@ -506,15 +509,17 @@ def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str
         check.fail(("programs",), f"too many programs ({len(raw_programs)} > {MAX_PROGRAMS})")
     for i, raw in enumerate(raw_programs):
         program = _program_from_spec(raw, ("programs", i), check)
-        if program is None:
+        name = raw.get("name") if isinstance(raw, Mapping) else None
+        if isinstance(name, str) and name in paths:
+            # Reported even when this entry has other errors, so one run shows every mistake.
+            first = check.locate(paths[name])
+            check.fail(("programs", i, "name"), f"duplicate program name '{name}' (first defined at {first})")
             continue
-        if program.name in paths:
-            first = check.locate(paths[program.name])
-            check.fail(("programs", i, "name"), f"duplicate program name '{program.name}' (first defined at {first})")
-            continue
-        paths[program.name] = ("programs", i)
-        programs.append(program)
-    if not check.problems:
+        if isinstance(name, str):
+            paths[name] = ("programs", i)
+        if program is not None:
+            programs.append(program)
+    if not check.problems and check_references:
         _check_graph(programs, paths, check)
 
     ready = spec.get("readyPrograms")
@@ -524,7 +529,9 @@ def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str
             check.fail(("readyPrograms",), "readyPrograms must be a list of program names")
         else:
             for i, name in enumerate(ready):
-                if name not in paths:
+                if not isinstance(name, str):
+                    check.fail(("readyPrograms", i), f"expected a program name, got {name!r}")
+                elif check_references and name not in paths:
                     check.fail(("readyPrograms", i), f"readyPrograms names unknown program {name!r}")
             ready_names = tuple(str(n) for n in ready)
     cm_name = spec.get("configMapName")

@@ -1,0 +1,181 @@
+"""Reload with real processes: each onReload value, changes, broken configs, signals, file watching."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from .helpers import Supervisor, pid_alive, wait_until, write_config
+
+
+def trap_program(name: str, marker_dir: Path, on_reload: str, extra: str = "", command_tag: str = "v1") -> str:
+    """A program that records every signal it gets into ``marker_dir/<name>.signals``."""
+    log = marker_dir / f"{name}.signals"
+    script = (f"for s in HUP USR1 USR2 INT; do trap \"echo $s >> {log}\" $s; done; "
+              f"trap 'echo TERM >> {log}; exit 0' TERM; echo {command_tag}; while :; do sleep 0.05; done")
+    return f"""  - name: {name}
+    command: ["sh", "-c", {json.dumps(script)}, {json.dumps(command_tag)}]
+    onReload: {on_reload}
+{extra}"""
+
+
+def signals_of(marker_dir: Path, name: str) -> list[str]:
+    path = marker_dir / f"{name}.signals"
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.fixture
+def sup_factory(tmp_path: Path):  # type: ignore[no-untyped-def]
+    started: list[Supervisor] = []
+
+    def start(path: Path, *args: str) -> Supervisor:
+        sup = Supervisor(path, *args)
+        started.append(sup)
+        return sup
+
+    yield start
+    for sup in started:
+        sup.kill()
+
+
+def three(tmp_path: Path, tag_k: str = "v1", extra: str = "") -> str:
+    return "programs:\n" + trap_program("r", tmp_path, "restart") + trap_program("k", tmp_path, "keep",
+                                                                                command_tag=tag_k) + \
+        trap_program("s", tmp_path, "signal", "    reloadSignal: SIGUSR1\n") + extra
+
+
+def test_reload_by_signal_applies_each_on_reload_value(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+    config = write_config(tmp_path, three(tmp_path))
+    sup = sup_factory(config, "--no-watch")
+    sup.wait_ready(3)
+    r1, k1, s1 = (sup.forked_pids(n)[0] for n in "rks")
+    sup.send(signal.SIGUSR2)
+    sup.wait_log(r"Loading success\.", count=2)
+    assert len(sup.forked_pids("r")) == 2 and not pid_alive(r1)  # restart: a new process
+    assert sup.forked_pids("k") == [k1] and pid_alive(k1)  # keep: same process...
+    assert signals_of(tmp_path, "k") == []  # ...and not even a signal (HAProxy sent SIGUSR1)
+    assert sup.forked_pids("s") == [s1]  # signal: same process, got its reload signal
+    wait_until(lambda: signals_of(tmp_path, "s") == ["USR1"])
+    assert signals_of(tmp_path, "r") == ["TERM"]  # stopped gracefully with its stop signal
+    sup.wait_log(rf"Former program 'r' \({r1}\) exited with code 0 \(Exit\)")
+    sup.send(signal.SIGHUP)  # SIGHUP reloads too
+    sup.wait_log(r"Loading success\.", count=3)
+    wait_until(lambda: signals_of(tmp_path, "s") == ["USR1", "USR1"])
+    assert signals_of(tmp_path, "k") == []
+    assert sup.stop() == 0
+
+
+def test_changed_kept_program_restarts_new_ones_start_removed_ones_stop(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+    config = write_config(tmp_path, three(tmp_path) + "  - name: gone\n    command: [sleep, '1000']\n")
+    sup = sup_factory(config, "--no-watch")
+    sup.wait_ready(4)
+    (k1,), (gone,) = sup.forked_pids("k"), sup.forked_pids("gone")
+    write_config(tmp_path, three(tmp_path, tag_k="v2") +
+                 "  - name: fresh\n    command: [sleep, '1000']\n    onReload: keep\n")
+    sup.send(signal.SIGHUP)
+    sup.wait_log(r"Loading success\.", count=2)
+    assert len(sup.forked_pids("k")) == 2 and not pid_alive(k1)  # definition changed: restarted
+    sup.wait_log(r"Restarting program 'k' \(\d+\): definition changed")
+    assert len(sup.forked_pids("fresh")) == 1  # new and 'keep': started anyway (HAProxy did not)
+    assert not pid_alive(gone)
+    sup.wait_log(r"Program 'gone' removed from the configuration")
+    sup.out.wait_for(r"^k \| v2$")
+    assert sup.stop() == 0
+
+
+def test_broken_config_changes_nothing_and_is_reported(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+    config = write_config(tmp_path, three(tmp_path))
+    sup = sup_factory(config, "--no-watch")
+    sup.wait_ready(3)
+    before = {n: sup.forked_pids(n) for n in "rks"}
+    config.write_text(three(tmp_path) + "  - name: r\n    command: [true]\n    restart: sometimes\n")
+    sup.send(signal.SIGHUP)
+    sup.wait_log(r"Failed to load the new configuration: nothing was changed, programs keep running")
+    assert sup.err.matching(r"programs\.yaml:\d+ \(spec\.programs\[3\]\.restart\): must be one of")
+    assert sup.err.matching(r"duplicate program name 'r'")
+    assert {n: sup.forked_pids(n) for n in "rks"} == before
+    assert all(pid_alive(p[0]) for p in before.values())
+    assert all(signals_of(tmp_path, n) == [] for n in "rks")
+    config.write_text(three(tmp_path))  # fixed again: the next reload works
+    sup.send(signal.SIGHUP)
+    sup.wait_log(r"Loading success\.", count=2)
+    assert sup.stop() == 0
+
+
+def test_edit_of_a_watched_file_reloads_without_a_signal(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+    config = write_config(tmp_path, three(tmp_path))
+    sup = sup_factory(config)
+    sup.wait_ready(3)
+    tmp = tmp_path / "new.tmp"
+    tmp.write_text(three(tmp_path, tag_k="v2"))
+    os.replace(tmp, config)  # editors and config tools replace the file by rename
+    sup.wait_log(r"Reloading progset on config change")
+    sup.wait_log(r"Loading success\.", count=2)
+    assert len(sup.forked_pids("k")) == 2
+    assert sup.stop() == 0
+
+
+def kubelet_layout(root: Path, files: dict[str, str], stamp: str) -> None:
+    """Write ``files`` the way the kubelet projects a ConfigMap: a timestamped dir, ``..data`` symlink
+    swapped atomically by rename, and one symlink per key pointing through ``..data``."""
+    data_dir = root / f"..{stamp}"
+    data_dir.mkdir()
+    for key, text in files.items():
+        (data_dir / key).write_text(text)
+    tmp_link = root / "..data_tmp"
+    tmp_link.symlink_to(data_dir.name)
+    old_target = os.readlink(root / "..data") if (root / "..data").is_symlink() else None
+    os.replace(tmp_link, root / "..data")
+    for key in files:
+        if not (root / key).is_symlink():
+            (root / key).symlink_to(f"..data/{key}")
+    if old_target is not None:
+        import shutil
+
+        shutil.rmtree(root / old_target)
+
+
+def test_kubelet_configmap_symlink_swap_triggers_one_reload(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+    mount = tmp_path / "config"
+    mount.mkdir()
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    kubelet_layout(mount, {"programs.yaml": three(markers)}, "2026_11_21_10_00_00.1")
+    sup = sup_factory(mount)
+    sup.wait_ready(3)
+    r1, k1 = sup.forked_pids("r")[0], sup.forked_pids("k")[0]
+    kubelet_layout(mount, {"programs.yaml": three(markers, tag_k="v2")}, "2026_11_21_10_01_00.2")
+    sup.wait_log(r"Loading success\.", count=2)
+    assert len(sup.forked_pids("k")) == 2 and not pid_alive(k1)
+    assert not pid_alive(r1)
+    # One kubelet update is one reload, not one per inotify event.
+    sup.out.wait_for(r"^k \| v2$")
+    assert len(sup.err.matching(r"Reloading progset")) == 1
+    # The same bytes again (a kubelet resync) are not a change: no reload at all.
+    kubelet_layout(mount, {"programs.yaml": three(markers, tag_k="v2")}, "2026_11_21_10_02_00.3")
+    sup.send(signal.SIGHUP)  # a marker reload so we know the watcher had its chance first
+    sup.wait_log(r"Loading success\.", count=3)
+    assert len(sup.err.matching(r"Reloading progset on config change")) == 1
+    assert sup.stop() == 0
+
+
+def test_reload_waits_for_the_old_instance_before_starting_the_new(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+    text = """programs:
+  - name: slowstop
+    command: ["sh", "-c", "trap 'sleep 0.3; exit 0' TERM; echo up; while :; do sleep 0.05; done"]
+"""
+    config = write_config(tmp_path, text)
+    sup = sup_factory(config, "--no-watch")
+    sup.wait_ready(1)
+    (old,) = sup.forked_pids("slowstop")
+    sup.send(signal.SIGHUP)
+    sup.wait_log(r"Loading success\.", count=2)
+    lines = sup.err.lines
+    exit_at = next(i for i, line in enumerate(lines) if f"Former program 'slowstop' ({old})" in line)
+    new_at = max(i for i, line in enumerate(lines) if "New program 'slowstop'" in line)
+    assert exit_at < new_at  # no overlap: the new instance could bind the same port
+    assert sup.stop() == 0
