@@ -1,0 +1,130 @@
+"""Text of the status commands: ``show proc`` in HAProxy's exact columns, ``show programs``, ``show info``.
+
+``show proc`` is parsed by existing tools (dataplaneapi, scripts), so it reproduces HAProxy's printf
+formats byte for byte: ``#%-14s %-15s ...`` header, ``%-15s`` fields with trailing padding, ``# workers``
+always present (progset has no workers, so it stays empty), ``# programs`` always present (as HAProxy
+<= 3.0 prints it), ``# old programs`` only when an instance replaced by a reload is still stopping.
+Unlike HAProxy there is no output-size ceiling: the answer is built whole and buffered per client.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from ..program import State
+
+if TYPE_CHECKING:
+    from ..master import Master
+
+UNKNOWN = "-"
+
+
+def uptime(seconds: float) -> str:
+    """HAProxy's ``<d>d<hh>h<mm>m<ss>s``; negative values clamp to zero."""
+    total = max(0, int(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{days}d{hours:02d}h{minutes:02d}m{secs:02d}s"
+
+
+def prompt_clock(seconds: float) -> str:
+    """The timed prompt's ``[<d>:<hh>:<mm>:<ss>] `` prefix."""
+    total = max(0, int(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"[{days}:{hours:02d}:{minutes:02d}:{secs:02d}] "
+
+
+def _row(*fields: object) -> str:
+    return " ".join(f"{field!s:<15}" for field in fields) + "\n"
+
+
+def show_proc(master: Master, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    out = [f"#{'<PID>':<14} {'<type>':<15} {'<reloads>':<15} {'<uptime>':<15} {'<version>':<15}\n",
+           _row(os.getpid(), "master", f"{master.reloads} [failed: {master.failed_reloads}]",
+                uptime(now - master.started_wall), master.version),
+           "# workers\n",
+           "# programs\n"]
+    for supervised in master.programs.values():
+        instance = supervised.instance
+        if instance is not None and instance.alive:
+            out.append(_row(instance.pid, supervised.name, instance.reloads, uptime(instance.uptime(now)), UNKNOWN))
+    old = [i for i in master.old if i.alive]
+    if old:
+        out.append("# old programs\n")
+        for instance in old:
+            out.append(_row(instance.pid, instance.name, instance.reloads, uptime(instance.uptime(now)), UNKNOWN))
+    return "".join(out)
+
+
+PROGRAM_COLUMNS = ("<name>", "<state>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>", "<on-reload>")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s"
+
+
+def show_programs(master: Master, now: float | None = None) -> str:
+    """One line per configured program, running or not, with what HAProxy never showed.
+
+    Columns are as wide as their longest value (at least the header), so long names keep the table
+    aligned, and every cell is a single word (``-`` when empty) so ``awk`` can split it.
+    """
+    now = time.time() if now is None else now
+    rows: list[tuple[str, ...]] = []
+    for supervised in master.programs.values():
+        instance = supervised.instance
+        running = instance is not None and instance.alive and supervised.state in (State.RUNNING, State.STOPPING)
+        last = supervised.last_exit.short().replace(" ", "=") if supervised.last_exit else UNKNOWN
+        backoff = _seconds(supervised.backoff_remaining()) if supervised.state is State.BACKOFF else UNKNOWN
+        rows.append((supervised.name, supervised.state.value,
+                     str(instance.pid) if running and instance else UNKNOWN,
+                     uptime(instance.uptime(now)) if running and instance else UNKNOWN,
+                     str(supervised.restarts), last, backoff, supervised.program.on_reload))
+    widths = [max(len(PROGRAM_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows))
+              for i in range(len(PROGRAM_COLUMNS))]
+    header = "#" + PROGRAM_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
+        title.ljust(widths[i]) for i, title in enumerate(PROGRAM_COLUMNS) if i > 0)
+    lines = [header.rstrip() + "\n"]
+    for row in rows:
+        lines.append(" ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
+    return "".join(lines)
+
+
+def show_info(master: Master, connections: int, maxconn: int, now: float | None = None) -> str:
+    """``Key: value`` lines like HAProxy's worker ``show info``: easy for people and for scripts."""
+    now = time.time() if now is None else now
+    config = master.config
+    states = [s.state for s in master.programs.values()]
+    up = int(max(0.0, now - master.started_wall))
+    fields = [
+        ("Name", "progset-supervisor"),
+        ("Version", master.version),
+        ("Pid", os.getpid()),
+        ("Uptime", f"{up // 86400}d {up % 86400 // 3600}h{up % 3600 // 60:02d}m{up % 60:02d}s"),
+        ("Uptime_sec", up),
+        ("Config", master.options.config_path),
+        ("Config_origin", (config.origin if config else "") or UNKNOWN),
+        ("Config_hash", config.hash if config else UNKNOWN),
+        ("Config_source", (str(config.source) if config else "") or UNKNOWN),
+        ("Programs", len(states)),
+        ("Running", sum(1 for s in states if s is State.RUNNING)),
+        ("Backoff", sum(1 for s in states if s is State.BACKOFF)),
+        ("Stopped", sum(1 for s in states if s in (State.STOPPED, State.EXITED))),
+        ("Fatal", sum(1 for s in states if s is State.FATAL)),
+        ("Old_instances", sum(1 for i in master.old if i.alive)),
+        ("Reloads", master.reloads),
+        ("Reloads_succeeded", master.reload_results.get("success", 0)),
+        ("Reloads_failed", master.reload_results.get("failure", 0)),
+        ("Failed_reloads", master.failed_reloads),
+        ("Reload_in_progress", 1 if master.reload_run is not None else 0),
+        ("Stopping", 1 if master.shutting_down else 0),
+        ("CurrConns", connections),
+        ("Maxconn", maxconn),
+    ]
+    return "".join(f"{key}: {value}\n" for key, value in fields)

@@ -1,0 +1,135 @@
+"""Master CLI listeners: accept clients on every ``-S`` socket, enforce the connection limit.
+
+HAProxy's master proxy allows 10 connections and never times them out, so a few stuck clients lock
+everybody out (a known outage cause). Here the limit is configurable (``--cli-maxconn``, default 100),
+idle clients are closed after ``--cli-timeout`` seconds, and a client over the limit is told so and
+closed at once instead of hanging in the listen backlog.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .session import Session
+from .sockets import SocketSpec, bind, parse_spec, unlink_if_ours
+
+if TYPE_CHECKING:
+    from ..master import Master
+
+DEFAULT_MAX_LINE = 64 * 1024
+ACCEPT_BATCH = 64
+EMFILE_PAUSE = 0.5
+
+
+@dataclass
+class Listener:
+    spec: SocketSpec
+    sock: socket.socket
+    inode: int
+
+
+class CliServer:
+    def __init__(self, master: Master, specs: list[SocketSpec], *, maxconn: int = 100, idle_timeout: float = 60.0,
+                 max_line: int = DEFAULT_MAX_LINE) -> None:
+        if maxconn < 1:
+            raise ValueError(f"--cli-maxconn must be at least 1 (got {maxconn})")
+        if idle_timeout <= 0:
+            raise ValueError(f"--cli-timeout must be positive (got {idle_timeout:g})")
+        self.master = master
+        self.specs = specs
+        self.maxconn = maxconn
+        self.idle_timeout = idle_timeout
+        self.max_line = max_line
+        self.sessions: set[Session] = set()
+        self.listeners: list[Listener] = []
+        self.rejected = 0
+        self.accepted = 0
+        try:
+            for spec in specs:
+                sock, inode = bind(spec)
+                listener = Listener(spec, sock, inode)
+                self.listeners.append(listener)
+                master.loop.add_reader(sock.fileno(), lambda listener=listener: self._accept(listener))
+        except BaseException:
+            self.close()
+            raise
+        for spec in specs:
+            master.log.notice(f"Master CLI listening on {spec.address} (level {spec.level.label}, "
+                              f"mode {spec.mode:04o})")
+
+    @property
+    def addresses(self) -> str:
+        """``HAPROXY_MASTER_CLI``'s value: listeners in reverse order of the ``-S`` flags, as HAProxy lists them."""
+        return ";".join(spec.address for spec in reversed(self.specs))
+
+    def _accept(self, listener: Listener) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._pause(listener, exc)
+                return
+            try:
+                conn.setblocking(False)
+                if len(self.sessions) >= self.maxconn:
+                    self._reject(conn)
+                    continue
+                self.accepted += 1
+                self.sessions.add(Session(self, conn, listener.spec))
+            except Exception as exc:  # never let one connection take the loop down
+                self.master.log.alert(f"Master CLI: cannot serve a new connection: {exc}")
+                conn.close()
+
+    def _pause(self, listener: Listener, exc: OSError) -> None:
+        """Out of file descriptors: stop accepting for a moment instead of spinning on a readable socket."""
+        self.master.log.warning(f"Master CLI: cannot accept on {listener.spec.address}: {exc.strerror}; "
+                                f"pausing for {EMFILE_PAUSE}s")
+        fd = listener.sock.fileno()
+        self.master.loop.remove_reader(fd)
+
+        def resume() -> None:
+            if listener in self.listeners:
+                self.master.loop.add_reader(fd, lambda: self._accept(listener))
+        self.master.loop.call_later(EMFILE_PAUSE, resume)
+
+    def _reject(self, conn: socket.socket) -> None:
+        self.rejected += 1
+        try:
+            conn.send(f"Too many connections to the master CLI (limit {self.maxconn}); try again later.\n"
+                      .encode())
+        except OSError:
+            pass
+        conn.close()
+
+    def forget(self, session: Session) -> None:
+        self.sessions.discard(session)
+
+    def close(self) -> None:
+        """Stop listening, remove our socket files, disconnect every client."""
+        for listener in self.listeners:
+            self.master.loop.remove_reader(listener.sock.fileno())
+            listener.sock.close()
+            unlink_if_ours(listener.spec.path, listener.inode)
+        self.listeners = []
+        for session in list(self.sessions):
+            session.close()
+
+
+def start_cli(master: Master, specs: list[str], *, maxconn: int = 100, idle_timeout: float = 60.0,
+              max_line: int = DEFAULT_MAX_LINE) -> CliServer:
+    """Bind every ``-S`` socket and export their addresses to the programs (``HAPROXY_MASTER_CLI``)."""
+    parsed = [parse_spec(text) for text in specs]
+    paths = [spec.path for spec in parsed]
+    duplicates = sorted({p for p in paths if paths.count(p) > 1})
+    if duplicates:
+        raise ValueError(f"-S: the same socket path is given more than once: {', '.join(duplicates)}")
+    server = CliServer(master, parsed, maxconn=maxconn, idle_timeout=idle_timeout, max_line=max_line)
+    master.base_env["HAPROXY_MASTER_CLI"] = server.addresses
+    master.base_env["PROGSET_MASTER_CLI"] = server.addresses
+    return server

@@ -1,0 +1,178 @@
+"""``-S`` socket specs and binding them safely.
+
+``-S PATH[,mode,OCTAL][,uid,N][,gid,N][,user,NAME][,group,NAME][,level,user|operator|admin]`` follows
+HAProxy's syntax (bind options with commas instead of spaces), so an existing pod spec keeps working.
+
+Binding goes through a temporary name in the same directory that is chmod/chown-ed *before* it is
+renamed into place: there is never a moment where the final path accepts connections with the wrong
+permissions, and a stale socket left by a killed supervisor is replaced atomically. A path that still
+answers connections belongs to a live process and is refused rather than stolen.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import grp
+import os
+import pwd
+import socket
+import stat
+from dataclasses import dataclass
+
+from .levels import Level, parse_level
+
+DEFAULT_MODE = 0o660
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the NUL
+OPTIONS = ("mode", "uid", "gid", "user", "group", "level")
+
+
+@dataclass(frozen=True)
+class SocketSpec:
+    path: str
+    mode: int = DEFAULT_MODE
+    uid: int | None = None
+    gid: int | None = None
+    level: Level = Level.ADMIN
+
+    @property
+    def address(self) -> str:
+        """HAProxy's address notation, as listed in ``HAPROXY_MASTER_CLI`` and ``show cli sockets``."""
+        return f"unix@{self.path}"
+
+
+def _int(option: str, value: str) -> int:
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise ValueError(f"'{option}' expects a number (got '{value}')") from None
+    if number < 0:
+        raise ValueError(f"'{option}' expects a non-negative number (got '{value}')")
+    return number
+
+
+def parse_spec(text: str) -> SocketSpec:
+    """Parse one ``-S`` value; errors name the offending option like HAProxy's do."""
+    address, *rest = text.split(",")
+    if address.startswith("unix@"):
+        address = address[len("unix@"):]
+    elif "@" in address.split("/", 1)[0] or (":" in address and not address.startswith(("/", "."))):
+        raise ValueError(f"-S '{text}': only Unix socket paths are supported (e.g. /var/run/progset/master.sock)")
+    if not address:
+        raise ValueError(f"-S '{text}': missing socket path")
+    if len(rest) % 2:
+        raise ValueError(f"-S '{text}': option '{rest[-1]}' expects a value")
+    values: dict[str, object] = {}
+    for option, value in zip(rest[::2], rest[1::2], strict=True):
+        if option == "mode":
+            try:
+                mode = int(value, 8)
+            except ValueError:
+                raise ValueError(f"-S '{text}': 'mode' expects an octal number such as 660 (got '{value}')") from None
+            if not 0 <= mode <= 0o7777:
+                raise ValueError(f"-S '{text}': 'mode' out of range (got '{value}')")
+            values["mode"] = mode
+        elif option in ("uid", "gid"):
+            values[option] = _int(option, value)
+        elif option == "user":
+            try:
+                values["uid"] = pwd.getpwnam(value).pw_uid
+            except KeyError:
+                raise ValueError(f"-S '{text}': unknown user '{value}'") from None
+        elif option == "group":
+            try:
+                values["gid"] = grp.getgrnam(value).gr_gid
+            except KeyError:
+                raise ValueError(f"-S '{text}': unknown group '{value}'") from None
+        elif option == "level":
+            try:
+                values["level"] = parse_level(value)
+            except ValueError as exc:
+                raise ValueError(f"-S '{text}': {exc}") from None
+        else:
+            best = difflib.get_close_matches(option, OPTIONS, n=1)
+            hint = f". Did you mean '{best[0]}' maybe ?" if best else f"; valid options: {', '.join(OPTIONS)}"
+            raise ValueError(f"-S '{text}': unknown keyword '{option}'{hint}")
+    return SocketSpec(path=address, **values)  # type: ignore[arg-type]
+
+
+def _check_existing(path: str) -> None:
+    """Refuse a live socket or a non-socket file; a stale socket is fine (it gets replaced)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise OSError(f"Master CLI path {path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return  # nobody listens: a stale socket from a previous run
+    except FileNotFoundError:
+        return
+    except TimeoutError:
+        raise OSError(f"Master CLI socket {path} is in use by a running process (it accepts connections); "
+                      "is another supervisor running?") from None
+    except OSError as exc:
+        raise OSError(f"Master CLI socket {path}: cannot check whether it is in use: {exc.strerror}") from None
+    finally:
+        probe.close()
+    raise OSError(f"Master CLI socket {path} is in use by a running process (it accepts connections); "
+                  "is another supervisor running?")
+
+
+def bind(spec: SocketSpec, backlog: int = 1024) -> tuple[socket.socket, int]:
+    """Create the listening socket for ``spec``; returns it with the inode, to unlink only our own file."""
+    parent = os.path.dirname(os.path.abspath(spec.path))
+    os.makedirs(parent, exist_ok=True)
+    _check_existing(spec.path)
+    temporary = f"{spec.path}.{os.getpid()}.tmp"
+    direct = len(os.fsencode(temporary)) > UNIX_PATH_MAX
+    if len(os.fsencode(spec.path)) > UNIX_PATH_MAX:
+        raise OSError(f"Master CLI socket path {spec.path} is too long for a Unix socket "
+                      f"(at most {UNIX_PATH_MAX} bytes)")
+    target = spec.path if direct else temporary
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if direct:
+            _unlink_quietly(spec.path)
+        else:
+            _unlink_quietly(temporary)
+        sock.bind(target)
+        os.chmod(target, spec.mode)
+        if spec.uid is not None or spec.gid is not None:
+            os.chown(target, -1 if spec.uid is None else spec.uid, -1 if spec.gid is None else spec.gid)
+        sock.listen(backlog)
+        if not direct:
+            os.rename(temporary, spec.path)
+        inode = os.stat(spec.path).st_ino
+    except OSError as exc:
+        sock.close()
+        if not direct:
+            _unlink_quietly(temporary)
+        if exc.errno == errno.EPERM and (spec.uid is not None or spec.gid is not None):
+            raise OSError(f"Master CLI socket {spec.path}: cannot change owner to uid {spec.uid}, gid {spec.gid} "
+                          "(needs root or CAP_CHOWN)") from None
+        if exc.strerror:
+            raise OSError(f"Master CLI socket {spec.path}: {exc.strerror}") from None
+        raise
+    sock.setblocking(False)
+    return sock, inode
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def unlink_if_ours(path: str, inode: int) -> None:
+    """Remove the socket file at shutdown unless something else has replaced it meanwhile."""
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except OSError:
+        pass
