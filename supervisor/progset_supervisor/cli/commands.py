@@ -192,6 +192,13 @@ def _restart(ctx: Context, args: list[str]) -> Reply | None:
 def _signal(ctx: Context, args: list[str]) -> Reply | None:
     if len(args) < 3:
         return Reply.error("Usage: signal <name> <signal>\n")
+    from ..config import parse_signal
+
+    try:
+        parse_signal(args[2])  # checked here so the message keeps the user's spelling and case
+    except ValueError as exc:
+        text = str(exc)
+        return Reply.error(text[:1].upper() + text[1:] + ".\n")
     return _guard(lambda: Reply.info(ctx.master.signal_program(args[1], args[2])))
 
 
