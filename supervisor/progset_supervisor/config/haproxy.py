@@ -1,9 +1,434 @@
-"""HAProxy ``program`` section loader (placeholder until the tokenizer lands)."""
+"""Loader for HAProxy syntax: the ``program`` sections of a haproxy.cfg, plus progset's extra keywords.
+
+Every line is tokenized as HAProxy does (:mod:`.haproxy_tokens`), ``.if`` blocks are applied
+(:mod:`.haproxy_cond`), and sections other than ``program`` are skipped, so an existing haproxy.cfg
+can be pointed at directly. Each ``program`` section becomes one entry of a ProgramSet *spec*
+dictionary, which :func:`config_from_spec` validates like any other loader's; a path -> line map
+makes its errors name the line of the keyword that set the field.
+
+Where HAProxy is silently lenient this loader refuses: a second ``command`` (HAProxy keeps the last
+and leaks the first), a repeated ``user``/``group`` (HAProxy keeps the first and continues), any
+setting given twice. Numeric ``user``/``group`` ids are accepted (HAProxy rejects them).
+"""
 
 from __future__ import annotations
 
-from .model import Config
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError, Problem
+from .haproxy_cond import ConditionError, eval_condition
+from .haproxy_tokens import TokenError, Tokens, tokenize
+from .model import Config, Path, _closest, config_from_spec
+
+SECTION_KEYWORDS = frozenset({
+    "global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist", "mailers",
+    "program", "http-errors", "ring", "cache", "fcgi-app", "crt-store", "traces", "log-forward", "acme",
+})
+MESSAGE_DIRECTIVES = (".alert", ".warning", ".notice", ".diag")
 
 
-def load_haproxy_text(text: str, filename: str) -> Config:
-    raise NotImplementedError
+@dataclass(frozen=True)
+class _Keyword:
+    """How one program-section keyword is written and which spec field it fills."""
+
+    min_args: int
+    max_args: int | None
+    usage: str
+    field: str | None  # spec key it sets once; None for repeatable keywords (env, depends-on)
+
+
+KEYWORDS: dict[str, _Keyword] = {
+    "command": _Keyword(1, None, "command /usr/bin/app --flag", "command"),
+    "user": _Keyword(1, 1, "user app  (a name or a numeric uid)", "user"),
+    "group": _Keyword(1, 1, "group app  (a name or a numeric gid)", "group"),
+    "option": _Keyword(1, 1, "[no] option start-on-reload", "onReload"),
+    "restart": _Keyword(1, 1, "restart always|on-failure|never", "restart"),
+    "on-reload": _Keyword(1, 1, "on-reload restart|keep|signal", "onReload"),
+    "reload-signal": _Keyword(1, 1, "reload-signal SIGHUP", "reloadSignal"),
+    "stop-signal": _Keyword(1, 1, "stop-signal SIGTERM", "stopSignal"),
+    "stop-timeout": _Keyword(1, 1, "stop-timeout 10s", "stopTimeoutSeconds"),
+    "backoff-initial": _Keyword(1, 1, "backoff-initial 500ms", "initialSeconds"),
+    "backoff-max": _Keyword(1, 1, "backoff-max 30s", "maxSeconds"),
+    "backoff-reset": _Keyword(1, 1, "backoff-reset 60s", "resetAfterSeconds"),
+    "env": _Keyword(2, 2, "env NAME value", None),
+    "directory": _Keyword(1, 1, "directory /srv/app", "workingDir"),
+    "umask": _Keyword(1, 1, "umask 0022", "umask"),
+    "critical": _Keyword(0, 0, "[no] critical", "critical"),
+    "depends-on": _Keyword(1, None, "depends-on db cache", None),
+}
+NEGATABLE = ("option", "critical")
+BACKOFF_FIELDS = ("initialSeconds", "maxSeconds", "resetAfterSeconds")
+# What a user who knows the ProgramSet YAML (or supervisord) is likely to type instead.
+ALIASES = {
+    "workingdir": "directory", "working-dir": "directory", "cwd": "directory", "chdir": "directory",
+    "environment": "env", "setenv": "env", "stopsignal": "stop-signal", "stoptimeoutseconds": "stop-timeout",
+    "stopwaitsecs": "stop-timeout", "onreload": "on-reload", "reloadsignal": "reload-signal",
+    "dependson": "depends-on", "autorestart": "restart", "backoff": "backoff-initial",
+}
+
+_TIME = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(us|ms|s|m|h|d)?")
+_TIME_DIVISOR = {"us": 1_000_000, "ms": 1_000}
+_TIME_FACTOR = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str) -> float:
+    """HAProxy-style time in seconds: ``10`` (seconds, unlike HAProxy's ms), ``500ms``, ``2m``, ``1.5s``."""
+    match = _TIME.fullmatch(text)
+    if not match:
+        raise ValueError(f"invalid time '{text}': write seconds, or a number with a unit us, ms, s, m, h, d "
+                         "(e.g. 500ms, 10s, 2m)")
+    number, unit = match.groups()
+    if unit in _TIME_DIVISOR:
+        return float(number) / _TIME_DIVISOR[unit]
+    return float(number) * _TIME_FACTOR[unit]
+
+
+@dataclass
+class _Program:
+    """One ``program`` section being read: its spec entry and where each field was set."""
+
+    name: str
+    line: int
+    spec: dict[str, Any] = field(default_factory=dict)
+    lines: dict[Path, int] = field(default_factory=dict)  # spec path inside the program -> line
+    set_by: dict[str, tuple[str, int]] = field(default_factory=dict)  # field -> (keyword as written, line)
+    command_tried: bool = False  # a 'command' line was seen, even a rejected one: "lacks a command" is noise
+
+
+@dataclass
+class _Cond:
+    """One open ``.if`` block."""
+
+    line: int
+    taking: bool  # lines of the current branch are used
+    decided: bool  # a branch was already taken (or the parent block is skipped): later ones are not
+    seen_else: bool = False
+
+
+class _Reader:
+    """Reads a file line by line, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, filename: str, environ: Mapping[str, str], check_references: bool) -> None:
+        self.filename = filename
+        self.environ = environ
+        self.check_references = check_references
+        self.problems: list[tuple[int, Problem]] = []  # (line, problem), sorted by line at the end
+        self.flagged: set[int] = set()  # lines whose own text was rejected: the model need not repeat it
+        self.keyword_at: dict[int, str] = {}  # line -> program keyword as written there
+        self.located: dict[str, int] = {}  # location text handed to config_from_spec -> its line
+        self.programs: list[_Program] = []  # kept sections, in spec order
+        self.by_name: dict[str, _Program] = {}
+        self.section: str | None = None  # keyword of the current section
+        self.section_name = ""  # HAProxy's $.SECTION: the section's name, else its keyword
+        self.section_line = 0
+        self.current: _Program | None = None
+        self.conds: list[_Cond] = []
+
+    def where(self, line: int) -> str:
+        return f"{self.filename}:{line}"
+
+    def fail(self, line: int, message: str, *, about_line: bool = True) -> None:
+        """Record a problem; ``about_line=False`` for a whole section, so other problems of its line still show."""
+        self.problems.append((line, Problem(self.where(line), message)))
+        if about_line:
+            self.flagged.add(line)
+
+    # -- lines and directives -------------------------------------------------------------------
+
+    def read(self, text: str) -> None:
+        for number, raw in enumerate(text.split("\n"), start=1):
+            pseudo = {".FILE": self.filename, ".LINE": str(number), ".SECTION": self.section_name}
+            try:
+                tokens = tokenize(raw, self.environ, pseudo)
+            except TokenError as exc:
+                self.fail(number, str(exc))
+                if self.current is not None and raw.split(None, 1)[:1] == ["command"]:
+                    self.current.command_tried = True
+                continue
+            if tokens.words:
+                self.line(number, tokens)
+        for cond in self.conds:
+            self.fail(cond.line, "'.if' block is never closed: add '.endif'")
+
+    def line(self, number: int, tokens: Tokens) -> None:
+        words = list(tokens.words)
+        if words[0] in (".if", ".elif", ".else", ".endif"):
+            self.conditional(number, words)
+            return
+        if self.conds and not self.conds[-1].taking:
+            return
+        if words[0].startswith("."):
+            self.directive(number, words)
+            return
+        prefix = ""
+        if words[0] in ("no", "default") and len(words) > 1:
+            prefix, words = words[0], words[1:]
+        negated = prefix == "no"
+        keyword = words[0]
+        if keyword in SECTION_KEYWORDS:
+            self.start_section(number, words, tokens)
+        elif self.section is None:
+            self.fail(number, f"'{' '.join(tokens.words[:2])}' appears before any section; start a section "
+                      "first, e.g. 'program api'")
+        elif self.current is not None:
+            self.current.command_tried |= keyword == "command"
+            if tokens.issues:
+                self.fail(number, tokens.issues[0])
+            elif prefix and (prefix == "default" or keyword not in NEGATABLE):
+                self.fail(number, f"'{prefix} {keyword}' is not supported: only 'no option start-on-reload' "
+                          "and 'no critical' take a 'no' prefix")
+            else:
+                self.program_keyword(number, keyword, words[1:], negated)
+        elif keyword == "command" and not prefix:  # in a section progset skips
+            self.fail(number, f"'command' is only valid in a 'program' section, but this line is in the "
+                      f"'{self.section}' section started at line {self.section_line}; is a "
+                      "'program <name>' line missing or misspelled?")
+
+    def conditional(self, number: int, words: list[str]) -> None:
+        directive, rest = words[0], words[1:]
+        if directive in (".else", ".endif") and rest:
+            self.fail(number, f"unexpected argument '{rest[0]}' after '{directive}'")
+        if directive == ".if":
+            if self.conds and not self.conds[-1].taking:
+                self.conds.append(_Cond(number, taking=False, decided=True))
+                return
+            taking = self.evaluate(number, directive, rest)
+            self.conds.append(_Cond(number, taking=taking, decided=taking))
+            return
+        if not self.conds:
+            self.fail(number, f"'{directive}' without a matching '.if'")
+            return
+        top = self.conds[-1]
+        if directive == ".endif":
+            self.conds.pop()
+        elif top.seen_else:
+            self.fail(number, f"'{directive}' after '.else' (opened by '.if' at line {top.line})")
+        elif directive == ".else":
+            top.taking, top.decided, top.seen_else = not top.decided, True, True
+        elif top.decided:
+            top.taking = False
+        else:
+            top.taking = top.decided = self.evaluate(number, directive, rest)
+
+    def evaluate(self, number: int, directive: str, words: list[str]) -> bool:
+        text = " ".join(words)  # HAProxy re-joins the words into one expression
+        try:
+            return eval_condition(text, self.environ)
+        except ConditionError as exc:
+            self.fail(number, f"{directive} {text}: {exc}")
+            return False
+
+    def directive(self, number: int, words: list[str]) -> None:
+        if words[0] not in MESSAGE_DIRECTIVES:
+            hint = _closest(words[0], [".if", ".elif", ".else", ".endif", *MESSAGE_DIRECTIVES])
+            self.fail(number, f"unknown directive '{words[0]}'" + (f"; did you mean '{hint}'?" if hint else ""))
+        elif len(words) > 2:
+            self.fail(number, f"'{words[0]}' takes one message; quote it if it contains spaces")
+        elif words[0] == ".alert":
+            self.fail(number, f".alert: {words[1] if len(words) > 1 else ''}")
+        # .warning/.notice/.diag only inform in HAProxy; a loader has nowhere to print them
+
+    # -- sections -------------------------------------------------------------------------------
+
+    def start_section(self, number: int, words: list[str], tokens: Tokens) -> None:
+        self.section = words[0]
+        self.section_name = words[1] if len(words) > 1 else words[0]
+        self.section_line = number
+        self.current = None
+        if words[0] != "program":
+            return
+        name = words[1] if len(words) > 1 else ""
+        keep = True
+        if len(words) == 1:
+            self.fail(number, "'program' expects a name, e.g. 'program api'")
+            keep = False
+        elif len(words) > 2:
+            self.fail(number, f"'program' takes exactly one name, got {len(words) - 1} words; a name cannot "
+                      "contain spaces")
+            keep = False
+        elif tokens.issues:
+            self.fail(number, tokens.issues[0])
+            keep = False
+        elif name in self.by_name:
+            first = self.by_name[name].line
+            self.fail(number, f"program section '{name}' already exists (first at {self.where(first)})")
+            keep = False
+        self.current = _Program(name=name, line=number)  # a rejected section is still read, for its errors
+        if keep:
+            self.current.spec["name"] = name
+            self.by_name[name] = self.current
+            self.programs.append(self.current)
+
+    def end_sections(self) -> None:
+        for program in self.programs:
+            if "command" not in program.spec and not program.command_tried:
+                self.fail(program.line, f"program section '{program.name}' lacks a command to launch; add a "
+                          "'command <argv...>' line", about_line=False)
+
+    # -- program keywords -----------------------------------------------------------------------
+
+    def program_keyword(self, number: int, keyword: str, args: list[str], negated: bool) -> None:
+        program = self.current
+        assert program is not None
+        spec = KEYWORDS.get(keyword)
+        if spec is None:
+            hint = ALIASES.get(keyword.lower()) or _closest(keyword, list(KEYWORDS))
+            self.fail(number, f"unknown keyword '{keyword}' in 'program' section"
+                      + (f"; did you mean '{hint}'?" if hint else f"; known keywords: {', '.join(KEYWORDS)}"))
+            return
+        if not spec.min_args <= len(args) <= (spec.max_args if spec.max_args is not None else len(args)):
+            self.fail(number, _arity_message(keyword, spec, len(args)))
+            return
+        written = f"{'no ' if negated else ''}{keyword}"
+        self.keyword_at[number] = written
+        if keyword == "option":
+            if args[0] != "start-on-reload":
+                self.fail(number, f"unknown option '{args[0]}' in 'program' section; the only option is "
+                          "'start-on-reload' (see also 'on-reload restart|keep|signal')")
+                return
+            written = self.keyword_at[number] = f"{written} start-on-reload"
+        if spec.field is not None and not self.claim(program, spec.field, written, number):
+            return
+        handler = _HANDLERS.get(keyword, _set_field)
+        try:
+            handler(program, spec, args, number, negated)
+        except ValueError as exc:
+            self.fail(number, str(exc))
+
+    def claim(self, program: _Program, key: str, written: str, number: int) -> bool:
+        """Each setting is given once; the second one is an error naming the first."""
+        first = program.set_by.get(key)
+        if first is None:
+            program.set_by[key] = (written, number)
+            return True
+        first_written, first_line = first
+        if first_written == written:
+            extra = "; a program has one command (HAProxy silently kept the last one)" if key == "command" else ""
+            self.fail(number, f"'{written}' is already set for program '{program.name}' at "
+                      f"{self.where(first_line)}{extra}")
+        else:
+            self.fail(number, f"'{written}' conflicts with '{first_written}' at {self.where(first_line)}: "
+                      f"both set {key} of program '{program.name}'")
+        return False
+
+    # -- result ---------------------------------------------------------------------------------
+
+    def locate(self, path: Path) -> str:
+        """``file:line (keyword)`` of the keyword that set ``path`` (its program's line if none did)."""
+        if len(path) < 2 or path[0] != "programs" or not isinstance(path[1], int) or path[1] >= len(self.programs):
+            return self.filename
+        program = self.programs[path[1]]
+        line = program.line
+        for cut in range(len(path) - 2, 0, -1):
+            if path[2:2 + cut] in program.lines:
+                line = program.lines[path[2:2 + cut]]
+                break
+        keyword = self.keyword_at.get(line)
+        location = f"{self.where(line)} ({keyword})" if keyword else self.where(line)
+        self.located[location] = line
+        return location
+
+    def config(self) -> Config:
+        # A missing command is already reported; a stand-in lets the model check everything else.
+        spec = {"programs": [p.spec if "command" in p.spec else {**p.spec, "command": ["-"]} for p in self.programs]}
+        config = None
+        try:
+            config = config_from_spec(spec, self.locate, origin=self.filename,
+                                      check_references=self.check_references)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                line = self.located.get(problem.location, 0)
+                if line not in self.flagged:  # one report per line: ours is the more specific
+                    self.problems.append((line, problem))
+        if self.problems or config is None:
+            self.problems.sort(key=lambda item: item[0])
+            raise ConfigError([problem for _, problem in self.problems])
+        return config
+
+
+def _arity_message(keyword: str, spec: _Keyword, got: int) -> str:
+    if spec.max_args == 0:
+        expected = "no argument"
+    elif spec.max_args is None:
+        expected = f"at least {spec.min_args} argument{'s' if spec.min_args > 1 else ''}"
+    elif spec.min_args == spec.max_args == 1:
+        expected = "exactly one argument (quote it if it contains spaces)"
+    else:
+        expected = f"exactly {spec.min_args} arguments"
+    if keyword == "command" and got == 0:
+        return "'command' expects a command with optional arguments separated in words, e.g. " \
+               "'command /usr/bin/app --flag'"
+    return f"'{keyword}' expects {expected}, got {got}; usage: {spec.usage}"
+
+
+def _set_field(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    assert spec.field is not None
+    program.spec[spec.field] = args[0]
+    program.lines[(spec.field,)] = line
+
+
+def _set_command(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    program.spec["command"] = list(args)
+    program.lines[("command",)] = line
+
+
+def _set_option(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    program.spec["onReload"] = "keep" if negated else "restart"
+    program.lines[("onReload",)] = line
+
+
+def _set_time(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    assert spec.field is not None
+    seconds = parse_time(args[0])
+    if spec.field in BACKOFF_FIELDS:
+        program.spec.setdefault("backoff", {})[spec.field] = seconds
+        program.lines.setdefault(("backoff",), line)
+        program.lines[("backoff", spec.field)] = line
+    else:
+        program.spec[spec.field] = seconds
+        program.lines[(spec.field,)] = line
+
+
+def _add_env(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    env = program.spec.setdefault("env", [])
+    program.lines.setdefault(("env",), line)
+    program.lines[("env", len(env))] = line
+    env.append({"name": args[0], "value": args[1]})
+
+
+def _set_critical(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    program.spec["critical"] = not negated
+    program.lines[("critical",)] = line
+
+
+def _add_depends(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    depends = program.spec.setdefault("dependsOn", [])
+    program.lines.setdefault(("dependsOn",), line)
+    for name in args:
+        program.lines[("dependsOn", len(depends))] = line
+        depends.append(name)
+
+
+_Handler = Callable[[_Program, _Keyword, list[str], int, bool], None]
+_HANDLERS: dict[str, _Handler] = {
+    "command": _set_command, "option": _set_option, "stop-timeout": _set_time, "backoff-initial": _set_time,
+    "backoff-max": _set_time, "backoff-reset": _set_time, "env": _add_env, "critical": _set_critical,
+    "depends-on": _add_depends,
+}
+
+
+def load_haproxy_text(text: str, filename: str, environ: Mapping[str, str] | None = None, *,
+                      check_references: bool = True) -> Config:
+    """Load the ``program`` sections of HAProxy-syntax ``text``; ``environ`` feeds ``"${VAR}"`` and ``.if``.
+
+    Raises :class:`ConfigError` listing every problem found, each located as ``file:line``.
+    ``check_references=False`` lets ``depends-on`` name programs of other files (see ``load_path``).
+    """
+    reader = _Reader(filename, os.environ if environ is None else environ, check_references)
+    reader.read(text)
+    reader.end_sections()
+    return reader.config()

@@ -13,17 +13,20 @@ from pathlib import Path as FsPath
 from .errors import ConfigError, Problem
 from .haproxy import load_haproxy_text
 from .manifest import load_yaml_text
-from .model import Config
+from .model import Config, Path
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 HAPROXY_SUFFIXES = (".cfg", ".conf")
 
 
-def load_text(text: str, filename: str) -> Config:
-    """Pick the syntax by extension: YAML/JSON for .yaml/.yml/.json, HAProxy syntax otherwise."""
+def load_text(text: str, filename: str, *, check_references: bool = True) -> Config:
+    """Pick the syntax by extension: YAML/JSON for .yaml/.yml/.json, HAProxy syntax otherwise.
+
+    ``check_references=False`` lets ``dependsOn``/``readyPrograms`` name programs of other files.
+    """
     if filename.endswith(YAML_SUFFIXES):
-        return load_yaml_text(text, filename)
-    return load_haproxy_text(text, filename)
+        return load_yaml_text(text, filename, check_references=check_references)
+    return load_haproxy_text(text, filename, check_references=check_references)
 
 
 def _read(path: FsPath) -> str:
@@ -56,17 +59,18 @@ def load_path(path: str | os.PathLike[str]) -> Config:
     if not files:
         raise ConfigError(Problem(str(target), "directory holds no config file (*.yaml, *.yml, *.json, *.cfg, "
                                   "*.conf)"))
+    if len(files) == 1:
+        return load_text(_read(files[0]), str(files[0]))
     configs: list[Config] = []
     problems: list[Problem] = []
     for file in files:
         try:
-            configs.append(load_text(_read(file), str(file)))
+            # references are checked once all files are merged: dependsOn may name another file's program
+            configs.append(load_text(_read(file), str(file), check_references=False))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    if len(configs) == 1:
-        return configs[0]
     return merge_configs(configs, str(target))
 
 
@@ -77,6 +81,7 @@ def merge_configs(configs: list[Config], origin: str) -> Config:
     seen: dict[str, str] = {}
     problems: list[Problem] = []
     programs = []
+    origins: list[str] = []
     ready: list[str] | None = None
     for config in configs:
         for program in config.programs:
@@ -85,6 +90,7 @@ def merge_configs(configs: list[Config], origin: str) -> Config:
                                         f"(also defined in {seen[program.name]})"))
             seen[program.name] = config.origin
             programs.append(program.to_spec())
+            origins.append(f"{config.origin} (program '{program.name}')")
         if config.ready_programs is not None:
             ready = [*(ready or []), *config.ready_programs]
     if problems:
@@ -93,4 +99,11 @@ def merge_configs(configs: list[Config], origin: str) -> Config:
     if ready is not None:
         spec["readyPrograms"] = ready
     sources = [c.source for c in configs if c.source.name]
-    return config_from_spec(spec, origin=origin, source=sources[0] if sources else None)
+
+    def locate(path: Path) -> str:
+        """Only cross-file checks can fail here: name the file of the program concerned."""
+        if len(path) >= 2 and path[0] == "programs" and isinstance(path[1], int):
+            return origins[path[1]]
+        return origin
+
+    return config_from_spec(spec, locate, origin=origin, source=sources[0] if sources else None)

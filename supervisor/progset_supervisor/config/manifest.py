@@ -42,8 +42,11 @@ def _kind_of(data: Any) -> str | None:
     return None
 
 
-def load_yaml_text(text: str, filename: str) -> Config:
-    """Load the one ProgramSet, RenderedProgramSet or bare ``programs:`` document in ``text``."""
+def load_yaml_text(text: str, filename: str, *, check_references: bool = True) -> Config:
+    """Load the one ProgramSet, RenderedProgramSet or bare ``programs:`` document in ``text``.
+
+    ``check_references=False``: ``dependsOn``/``readyPrograms`` may name programs of other files.
+    """
     docs = [d for d in load_documents(text, filename) if d.data is not None]
     ours = [d for d in docs if _kind_of(d.data) in (KIND, RENDERED_KIND, "bare")]
     if not ours:
@@ -58,7 +61,8 @@ def load_yaml_text(text: str, filename: str) -> Config:
     data = doc.data
     kind = _kind_of(data)
     if kind == "bare":
-        return config_from_spec(data, _locator(filename, doc, ()), origin=filename)
+        return config_from_spec(data, _locator(filename, doc, ()), origin=filename,
+                                check_references=check_references)
     api = data.get("apiVersion")
     if api != API_VERSION:
         raise ConfigError(Problem(f"{filename}:{doc.line_of(('apiVersion',))}",
@@ -71,7 +75,8 @@ def load_yaml_text(text: str, filename: str) -> Config:
     generation = meta.get("generation", 0)
     source = Source(namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""),
                     generation=generation if isinstance(generation, int) else 0)
-    config = config_from_spec(data["spec"], _locator(filename, doc, ("spec",)), origin=filename, source=source)
+    config = config_from_spec(data["spec"], _locator(filename, doc, ("spec",)), origin=filename, source=source,
+                              check_references=check_references)
     if kind == RENDERED_KIND:
         stated = data.get("hash")
         if stated is not None and stated != spec_hash(data["spec"]):

@@ -418,6 +418,8 @@ def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | No
             check.fail((*path, "reloadSignal"), "reloadSignal only applies with onReload: signal; "
                        "remove it or set onReload: signal")
         reload_signal = check.signal(raw["reloadSignal"], (*path, "reloadSignal"))
+    elif on_reload == "signal":
+        reload_signal = DEFAULT_RELOAD_SIGNAL  # canonical: to_spec() writes it, so a reload must read the same
     critical = raw.get("critical", False)
     if not isinstance(critical, bool):
         check.fail((*path, "critical"), f"expected true or false, got {critical!r}")
