@@ -63,7 +63,7 @@ class Master:
         self.config_text_key: bytes = b""
         self.programs: dict[str, Supervised] = {}
         self.dependents: dict[str, list[str]] = {}
-        self.old: list[Instance] = []
+        self.old: dict[Instance, None] = {}  # old instances still stopping, in retirement order (O(1) removal)
         self.by_pid: dict[int, Instance] = {}
         self.started_wall = time.time()
         self.started_mono = time.monotonic()
@@ -150,8 +150,7 @@ class Master:
         else:
             self.log.warning(f"Former program '{instance.name}' ({instance.pid}) exited with code {status.code} "
                              f"({status.describe()})")
-            if instance in self.old:
-                self.old.remove(instance)
+            self.old.pop(instance, None)
             for waiter in self.instance_waiters.pop(instance, []):
                 waiter()
         if self.shutting_down:
@@ -209,7 +208,7 @@ class Master:
     def _retire(self, instance: Instance, program: Program, run: ReloadRun | None,
                 then: Callable[[], None] | None = None) -> None:
         """Make ``instance`` an old instance and stop it; ``then`` runs once it has exited."""
-        self.old.append(instance)
+        self.old[instance] = None
         if run is not None:
             run.pending += 1
         def finished() -> None:

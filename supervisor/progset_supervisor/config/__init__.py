@@ -1,6 +1,7 @@
 """The configuration contract shared by the supervisor and the operator."""
 
 from .errors import ConfigError, Problem
+from .haproxy import load_haproxy_text
 from .loader import load_path, load_text
 from .manifest import load_yaml_text, render_document
 from .model import (
@@ -19,6 +20,6 @@ from .model import (
 
 __all__ = [
     "API_VERSION", "KIND", "RENDERED_KIND", "Backoff", "Config", "ConfigError", "EnvVar", "Problem",
-    "Program", "Source", "config_from_spec", "load_path", "load_text", "load_yaml_text", "parse_signal",
+    "Program", "Source", "config_from_spec", "load_haproxy_text", "load_path", "load_text", "load_yaml_text", "parse_signal",
     "render_document", "spec_hash",
 ]

@@ -261,7 +261,8 @@ class _Checker:
 
     def string(self, value: object, path: Path, *, empty_ok: bool = False) -> str | None:
         if isinstance(value, bool) or not isinstance(value, str | int):
-            self.fail(path, f"expected a string, got {value!r}")
+            hint = f"; quote it: \"{value}\"" if isinstance(value, float) else ""
+            self.fail(path, f"expected a string, got {value!r}{hint}")
             return None
         text = str(value)
         if not text and not empty_ok:
