@@ -1,0 +1,290 @@
+"""The ProgramSet CustomResourceDefinition, generated from the supervisor's config model.
+
+Types, enums, defaults, limits and the name pattern all come from ``progset_supervisor.config.model``
+so ``kubectl apply`` rejects, up front, what the supervisor would reject later. The CEL rules
+(``x-kubernetes-validations``) cover what a structural schema cannot say: unique program names,
+``reloadSignal`` only with ``onReload: signal``, ``dependsOn``/``readyPrograms`` naming real programs.
+What neither can say (a ``dependsOn`` cycle) is left to the operator, which reports it as a condition.
+
+The committed copy lives at ``charts/progset/crds/programsets.progset.io.yaml``; a test regenerates it
+and fails on any difference, so edit this module, then run ``progset-operator crd``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from progset_supervisor.config.model import (
+    API_VERSION,
+    ENV_NAME_RE,
+    KIND,
+    MAX_ARGS,
+    NAME_MAX,
+    NAME_RE,
+    ON_RELOAD_VALUES,
+    RESTART_POLICIES,
+    Program,
+    signal_names,
+)
+
+GROUP, VERSION = API_VERSION.split("/")
+PLURAL = "programsets"
+SINGULAR = "programset"
+SHORT_NAMES = ("pset",)
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+# The CEL rules below compare every program with every other one (and with each dependsOn entry).
+# The API server refuses a CRD whose *estimated* rule cost, computed from maxItems and maxLength,
+# exceeds its budget (about 10^7 per rule); with the model's own MAX_PROGRAMS (2000) the uniqueness
+# rule alone estimates at ~5*10^7. These bounds keep every rule under ~4*10^6 while staying far above
+# what one pod runs. The model itself (used by `progset-supervisor -f`) keeps its wider limits.
+CRD_MAX_PROGRAMS = 128
+CRD_MAX_DEPENDS_ON = 16
+# Kubernetes' own limit for object names (DNS subdomain), which a ConfigMap name must satisfy.
+CONFIG_MAP_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+CONFIG_MAP_NAME_MAX = 253
+# What `parse_umask` accepts as a string and keeps within 0..0777: "022", "0022", "00022", "0o022".
+UMASK_PATTERN = r"^(0{0,2}[0-7]{1,3}|0o0?[0-7]{1,3})$"
+
+_MODEL_DEFAULTS: dict[str, Any] = Program(name="defaults", command=("true",)).to_spec()
+
+
+def _name_schema(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description, "pattern": NAME_RE.pattern, "maxLength": NAME_MAX}
+
+
+def _signal_schema(description: str, default: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "description": description, "enum": signal_names()}
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+def _id_schema(what: str) -> dict[str, Any]:
+    # `user: 1000` is an integer in YAML; the model accepts a name or a numeric id. The API server
+    # allows exactly this anyOf shape next to x-kubernetes-int-or-string (no further constraints).
+    return {
+        "description": f"{what} name or numeric id to run as (initgroups for names); default: the supervisor's.",
+        "x-kubernetes-int-or-string": True,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+    }
+
+
+def _backoff_schema() -> dict[str, Any]:
+    defaults = _MODEL_DEFAULTS["backoff"]
+
+    def seconds(key: str, description: str) -> dict[str, Any]:
+        return {"type": "number", "description": description, "minimum": 0, "exclusiveMinimum": True,
+                "default": defaults[key]}
+
+    return {
+        "type": "object",
+        "description": "Restart delays: the first restart after a run is immediate; each further failure within "
+                       "resetAfterSeconds of the previous start waits initialSeconds x 2^n (with jitter), "
+                       "up to maxSeconds.",
+        "default": {},
+        "properties": {
+            "initialSeconds": seconds("initialSeconds", "First delay of the exponential backoff."),
+            "maxSeconds": seconds("maxSeconds", "Upper bound of the backoff delay."),
+            "resetAfterSeconds": seconds("resetAfterSeconds",
+                                         "A run longer than this resets the backoff."),
+        },
+        "x-kubernetes-validations": [{
+            "rule": "!has(self.initialSeconds) || !has(self.maxSeconds) || self.maxSeconds >= self.initialSeconds",
+            "message": "maxSeconds must be at least initialSeconds",
+        }],
+    }
+
+
+def program_schema() -> dict[str, Any]:
+    """The schema of one entry of ``spec.programs``."""
+    return {
+        "type": "object",
+        "description": "One supervised program. Its name is its identity across reloads.",
+        "required": ["name", "command"],
+        "properties": {
+            "name": _name_schema("Program name: lower-case letters, digits and '-' (a DNS label)."),
+            "command": {
+                "type": "array",
+                "description": "argv list, never a shell string; write [\"sh\", \"-c\", \"...\"] to use a shell.",
+                "minItems": 1,
+                "maxItems": MAX_ARGS,
+                "items": {"type": "string"},
+            },
+            "env": {
+                "type": "array",
+                "description": "Variables added to the supervisor's environment for this program.",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "pattern": ENV_NAME_RE.pattern},
+                        "value": {"type": "string", "default": ""},
+                    },
+                },
+            },
+            "workingDir": {"type": "string", "minLength": 1,
+                           "description": "Working directory; default: the supervisor's."},
+            "umask": {"type": "string", "pattern": UMASK_PATTERN,
+                      "description": "Octal umask as a quoted string, e.g. \"0022\"; default: the supervisor's."},
+            "user": _id_schema("User"),
+            "group": _id_schema("Group"),
+            "restart": {"type": "string", "enum": list(RESTART_POLICIES), "default": _MODEL_DEFAULTS["restart"],
+                        "description": "When to restart the program after it exits."},
+            "backoff": _backoff_schema(),
+            "stopSignal": _signal_schema("Signal for a graceful stop; SIGKILL to the process group follows "
+                                         "after stopTimeoutSeconds.", _MODEL_DEFAULTS["stopSignal"]),
+            "stopTimeoutSeconds": {"type": "number", "minimum": 0, "default": _MODEL_DEFAULTS["stopTimeoutSeconds"],
+                                   "description": "Grace period between stopSignal and SIGKILL."},
+            "onReload": {"type": "string", "enum": list(ON_RELOAD_VALUES), "default": _MODEL_DEFAULTS["onReload"],
+                         "description": "What a reload does to this program: restart it (HAProxy's option "
+                                        "start-on-reload), keep it running unless its definition changed, or "
+                                        "send it reloadSignal."},
+            "reloadSignal": _signal_schema("Signal sent on reload when onReload is signal (default SIGHUP)."),
+            "critical": {"type": "boolean", "default": _MODEL_DEFAULTS["critical"],
+                         "description": "When it ends for good, the supervisor stops everything and exits."},
+            "dependsOn": {
+                "type": "array",
+                "description": "Programs that must be running before this one starts; stopped in reverse order.",
+                "maxItems": CRD_MAX_DEPENDS_ON,
+                "x-kubernetes-list-type": "set",
+                "items": _name_schema("Name of another program of this ProgramSet."),
+            },
+        },
+        "x-kubernetes-validations": [
+            {"rule": "!has(self.reloadSignal) || (has(self.onReload) && self.onReload == 'signal')",
+             "message": "reloadSignal only applies with onReload: signal"},
+            {"rule": "!has(self.dependsOn) || !(self.name in self.dependsOn)",
+             "message": "a program cannot depend on itself"},
+            {"rule": "size(self.command[0]) > 0", "message": "command[0] (the executable) must not be empty"},
+        ],
+    }
+
+
+def spec_schema() -> dict[str, Any]:
+    """The schema of ``spec``, with the cross-program CEL rules."""
+    return {
+        "type": "object",
+        "description": "The programs one progset-supervisor runs, rendered into a ConfigMap by progset-operator.",
+        "required": ["programs"],
+        "properties": {
+            "programs": {"type": "array", "maxItems": CRD_MAX_PROGRAMS, "items": program_schema(),
+                         "description": "Programs in start order (dependsOn refines it)."},
+            "readyPrograms": {
+                "type": "array",
+                "description": "Programs that must be running for /readyz; default: all of them.",
+                "maxItems": CRD_MAX_PROGRAMS,
+                "x-kubernetes-list-type": "set",
+                "items": _name_schema("Name of a program of this ProgramSet."),
+            },
+            "configMapName": {"type": "string", "pattern": CONFIG_MAP_NAME_PATTERN, "maxLength": CONFIG_MAP_NAME_MAX,
+                              "description": "Name of the rendered ConfigMap; default: <name>-programs."},
+        },
+        "x-kubernetes-validations": [
+            {"rule": "self.programs.all(p, self.programs.exists_one(q, q.name == p.name))",
+             "message": "program names must be unique"},
+            {"rule": "self.programs.all(p, !has(p.dependsOn) || "
+                     "p.dependsOn.all(d, self.programs.exists(q, q.name == d)))",
+             "message": "dependsOn must name programs of this ProgramSet"},
+            {"rule": "!has(self.readyPrograms) || "
+                     "self.readyPrograms.all(r, self.programs.exists(p, p.name == r))",
+             "message": "readyPrograms must name programs of this ProgramSet"},
+        ],
+    }
+
+
+def status_schema() -> dict[str, Any]:
+    """What the operator reports; mirrors ``progset_operator.status``."""
+    condition = {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+        },
+    }
+    return {
+        "type": "object",
+        "description": "Observed state, written by progset-operator.",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0,
+                                   "description": "The generation the status describes."},
+            "configMap": {"type": "string", "description": "Name of the rendered ConfigMap."},
+            "configHash": {"type": "string", "description": "Content hash of the rendered programs."},
+            "programs": {"type": "integer", "minimum": 0, "description": "Number of rendered programs."},
+            "conditions": {"type": "array", "items": condition, "x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["type"],
+                           "description": "Valid (the spec passed the model) and Rendered (the ConfigMap "
+                                          "holds the current spec)."},
+        },
+    }
+
+
+def printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Programs", "type": "integer", "jsonPath": ".status.programs"},
+        {"name": "Rendered", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Rendered")].status'},
+        {"name": "Hash", "type": "string", "jsonPath": ".status.configHash"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "ConfigMap", "type": "string", "jsonPath": ".status.configMap", "priority": 1},
+        {"name": "Valid", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Valid")].status',
+         "priority": 1},
+    ]
+
+
+def openapi_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "A set of programs for progset-supervisor, HAProxy's program sections as a resource.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema(),
+            "status": status_schema(),
+        },
+    }
+
+
+def crd() -> dict[str, Any]:
+    """The whole CustomResourceDefinition object."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": CRD_NAME,
+            "labels": {"app.kubernetes.io/name": "progset", "app.kubernetes.io/part-of": "progset"},
+        },
+        "spec": {
+            "group": GROUP,
+            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL, "singular": SINGULAR,
+                      "shortNames": list(SHORT_NAMES), "categories": ["progset"]},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": printer_columns(),
+                "schema": {"openAPIV3Schema": openapi_schema()},
+            }],
+        },
+    }
+
+
+HEADER = ("# Generated by `progset-operator crd` from progset_supervisor.config.model; do not edit.\n"
+          "# Regenerate with `make crd` (a test fails when this file and the generator disagree).\n")
+
+
+def crd_yaml() -> str:
+    """The CRD as the YAML document committed under ``charts/progset/crds/``."""
+    return HEADER + yaml.safe_dump(crd(), sort_keys=False, default_flow_style=False, width=120)
