@@ -40,8 +40,9 @@ class CliSupervisor(Supervisor):
     """A supervisor started with ``-S`` sockets; ``sockets[0]`` is the admin one by default."""
 
     def __init__(self, directory: Path, config_text: str, sockets: Sequence[str] = ("master.sock",),
-                 *args: str, programs: int | None = None, env: dict[str, str] | None = None) -> None:
-        config = write_config(directory, config_text)
+                 *args: str, programs: int | None = None, env: dict[str, str] | None = None,
+                 config_name: str = "programs.yaml") -> None:
+        config = write_config(directory, config_text, config_name)
         self.directory = directory
         specs = [s if s.startswith("/") else str(directory / s) for s in sockets]
         self.paths = [spec.split(",", 1)[0] for spec in specs]
