@@ -23,11 +23,9 @@ UNKNOWN = "-"
 
 def uptime(seconds: float) -> str:
     """HAProxy's ``<d>d<hh>h<mm>m<ss>s``; negative values clamp to zero."""
-    total = max(0, int(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{days}d{hours:02d}h{minutes:02d}m{secs:02d}s"
+    total = int(seconds) if seconds > 0 else 0
+    rest = total % 86400
+    return f"{total // 86400}d{rest // 3600:02d}h{rest % 3600 // 60:02d}m{rest % 60:02d}s"
 
 
 def prompt_clock(seconds: float) -> str:
@@ -39,26 +37,34 @@ def prompt_clock(seconds: float) -> str:
     return f"[{days}:{hours:02d}:{minutes:02d}:{secs:02d}] "
 
 
-def _row(*fields: object) -> str:
-    return " ".join(f"{field!s:<15}" for field in fields) + "\n"
+HEADER = f"#{'<PID>':<14} {'<type>':<15} {'<reloads>':<15} {'<uptime>':<15} {'<version>':<15}\n"
+ROW = "%-15s %-15s %-15s %-15s %-15s\n"
+PROGRAM_ROW = "%-15d %-15s %-15d %-15s " + f"{UNKNOWN:<15}\n"  # printf formats of HAProxy's cli_io_handler_show_proc
 
 
 def show_proc(master: Master, now: float | None = None) -> str:
+    """Built in one pass with %-formatting: at 200 programs this is most of a ``show proc`` round trip."""
     now = time.time() if now is None else now
-    out = [f"#{'<PID>':<14} {'<type>':<15} {'<reloads>':<15} {'<uptime>':<15} {'<version>':<15}\n",
-           _row(os.getpid(), "master", f"{master.reloads} [failed: {master.failed_reloads}]",
-                uptime(now - master.started_wall), master.version),
+    out = [HEADER,
+           ROW % (os.getpid(), "master", f"{master.reloads} [failed: {master.failed_reloads}]",
+                  uptime(now - master.started_wall), master.version),
            "# workers\n",
            "# programs\n"]
+    uptimes: dict[int, str] = {}  # programs started in the same second share one string
     for supervised in master.programs.values():
         instance = supervised.instance
-        if instance is not None and instance.alive:
-            out.append(_row(instance.pid, supervised.name, instance.reloads, uptime(instance.uptime(now)), UNKNOWN))
+        if instance is not None and instance.exit_status is None:
+            seconds = int(now - instance.started_wall)
+            text = uptimes.get(seconds)
+            if text is None:
+                text = uptimes[seconds] = uptime(seconds)
+            out.append(PROGRAM_ROW % (instance.pid, instance.name, instance.reloads, text))
     old = [i for i in master.old if i.alive]
     if old:
         out.append("# old programs\n")
         for instance in old:
-            out.append(_row(instance.pid, instance.name, instance.reloads, uptime(instance.uptime(now)), UNKNOWN))
+            out.append(PROGRAM_ROW % (instance.pid, instance.name, instance.reloads,
+                                      uptime(now - instance.started_wall)))
     return "".join(out)
 
 

@@ -118,7 +118,8 @@ class Session:
             self.inbuf += data
             if len(self.inbuf) >= INPUT_BACKLOG:
                 self._set_reading(False)
-        self._schedule()
+        if not self.scheduled:
+            self._process()  # one command now (no extra loop turn for the common one-command client)
 
     def _schedule(self) -> None:
         if not self.scheduled and not self.closed:
