@@ -67,8 +67,8 @@ class Emulator(kmock.KubernetesEmulator):
             return await super()._handle(request)
         # One writer at a time, so the stamp computed here is the one the base class stores.
         async with self._write_lock:
-            self._stamp(request)
             try:
+                self._stamp(request)
                 return await super()._handle(request)
             except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
                 raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
