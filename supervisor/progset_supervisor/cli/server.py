@@ -17,6 +17,7 @@ from .session import Session
 from .sockets import SocketSpec, bind, parse_spec, unlink_if_ours
 
 if TYPE_CHECKING:
+    from ..loop import Timer
     from ..master import Master
 
 DEFAULT_MAX_LINE = 64 * 1024
@@ -47,6 +48,8 @@ class CliServer:
         self.listeners: list[Listener] = []
         self.rejected = 0
         self.accepted = 0
+        self.sweep_interval = min(1.0, max(0.05, idle_timeout / 4))
+        self._sweep_timer: Timer | None = None
         try:
             for spec in specs:
                 sock, inode = bind(spec)
@@ -82,9 +85,26 @@ class CliServer:
                     continue
                 self.accepted += 1
                 self.sessions.add(Session(self, conn, listener.spec))
+                self._arm_sweep()
             except Exception as exc:  # never let one connection take the loop down
                 self.master.log.alert(f"Master CLI: cannot serve a new connection: {exc}")
                 conn.close()
+
+    def _arm_sweep(self) -> None:
+        if self._sweep_timer is None and self.sessions:
+            self._sweep_timer = self.master.loop.call_later(self.sweep_interval, self._sweep)
+
+    def _sweep(self) -> None:
+        """Idle timeout for every client; runs only while there are clients, so an idle supervisor sleeps."""
+        self._sweep_timer = None
+        now = self.master.loop.time()
+        for session in list(self.sessions):
+            try:
+                session.check_idle(now)
+            except Exception as exc:
+                self.master.log.alert(f"Master CLI: error while checking an idle client: {exc}")
+                session.close()
+        self._arm_sweep()
 
     def _pause(self, listener: Listener, exc: OSError) -> None:
         """Out of file descriptors: stop accepting for a moment instead of spinning on a readable socket."""
@@ -119,6 +139,9 @@ class CliServer:
         self.listeners = []
         for session in list(self.sessions):
             session.close()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
 
 
 def start_cli(master: Master, specs: list[str], *, maxconn: int = 100, idle_timeout: float = 60.0,

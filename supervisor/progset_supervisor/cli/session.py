@@ -89,7 +89,6 @@ class Session:
         self.early_reply: Reply | None = None
         self.scheduled = False
         self.last_activity = self.loop.time()
-        self.idle_timer = self.loop.call_later(server.idle_timeout, self._idle_check)
         self._set_reading(True)
 
     # -- reading ----------------------------------------------------------------------------------
@@ -367,25 +366,19 @@ class Session:
             self._schedule()
 
     # -- lifetime ---------------------------------------------------------------------------------
-    @guarded
-    def _idle_check(self) -> None:
-        if self.closed:
-            return
-        timeout = self.server.idle_timeout
-        if self.pending:
-            self.idle_timer = self.loop.call_later(timeout, self._idle_check)
-            return
-        idle = self.loop.time() - self.last_activity
-        if idle >= timeout:
+    def check_idle(self, now: float) -> None:
+        """Called by the server's sweep: close a client that neither sent nor read for the idle timeout.
+
+        A client waiting for its own ``stop``/``reload`` answer is not idle. (One sweep timer for all
+        clients rather than a timer each: a connect/close flood must not pile up timers.)
+        """
+        if not self.closed and not self.pending and now - self.last_activity >= self.server.idle_timeout:
             self.close()
-        else:
-            self.idle_timer = self.loop.call_later(timeout - idle, self._idle_check)
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        self.idle_timer.cancel()
         if self.reading:
             self.loop.remove_reader(self.fd)
         if self.writing:
