@@ -357,3 +357,29 @@ def test_one_client_waiting_does_not_block_others() -> None:
         assert exchange(sup.sock, b"show cli level\n") == b"admin\n\n"
         out = waiting.read_until("after-stop\n\n")
         assert re.fullmatch(rb"Program 'slow' \(\d+\) stopped\.\n\nafter-stop\n\n", out)
+
+
+def process_age(pid: int) -> float:
+    """Seconds since ``pid`` started, from the kernel's own start time (what a correct uptime must show)."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as fh:
+        started = int(fh.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    with open("/proc/uptime") as fh:
+        return float(fh.read().split()[0]) - started
+
+
+def seconds(text: str) -> int:
+    days, hours, minutes, secs = map(int, re.fullmatch(r"(\d+)d(\d\d)h(\d\d)m(\d\d)s", text).groups())  # type: ignore[union-attr]
+    return ((days * 24 + hours) * 60 + minutes) * 60 + secs
+
+
+def test_uptimes_are_real(sup: CliSupervisor) -> None:
+    import time
+
+    time.sleep(max(0.0, 2.2 - process_age(sup.pid)))  # old enough for a wrong uptime to show
+    rows = {line.split()[1]: line.split() for line in sup.text("show proc").splitlines()[1:] if line[:1].isdigit()}
+    assert abs(seconds(rows["master"][5]) - process_age(sup.pid)) <= 1.5
+    for name in ("alpha", "beta"):
+        assert int(rows[name][0]) == pid_of(sup, name)
+        assert seconds(rows[name][3]) >= 1 and abs(seconds(rows[name][3]) - process_age(pid_of(sup, name))) <= 1.5
