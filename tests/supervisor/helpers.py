@@ -153,6 +153,16 @@ def write_config(directory: Path, text: str, name: str = "programs.yaml") -> Pat
     return path
 
 
+def program(name: str, *command: str, **fields: Any) -> dict[str, Any]:
+    """One program of :func:`programs_config`; ``fields`` are ProgramSet keys (``restart``, ``backoff``...)."""
+    return {"name": name, "command": list(command), **fields}
+
+
+def programs_config(*items: dict[str, Any]) -> str:
+    """A bare ``programs:`` config in JSON (which is YAML): no quoting of shell snippets to get wrong."""
+    return json.dumps({"programs": list(items)}, indent=1)
+
+
 @contextlib.contextmanager
 def started(directory: Path) -> Iterator[Callable[..., Supervisor]]:
     """``start(config_text, *args, **kwargs)`` writes the config and starts a supervisor on it; whatever

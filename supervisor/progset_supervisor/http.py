@@ -1,0 +1,380 @@
+"""HTTP endpoints: ``/metrics``, ``/healthz``, ``/readyz``, ``/status`` on the supervisor's own loop.
+
+Why a hand-written server: the supervisor is one thread on one ``selectors`` loop (see :mod:`.loop`),
+and ``http.server`` is blocking and thread-based. This is the smallest HTTP/1.1 server Prometheus and
+the kubelet need: GET and HEAD, one request per connection (``Connection: close``). Because it shares
+the loop that restarts programs, no client may hold that loop:
+
+- sockets are non-blocking; a request is read in pieces as it arrives and capped at ``MAX_REQUEST``;
+- every connection has a deadline (``timeout``) covering the request, the response and the close;
+- at most ``max_connections`` are served at once; as many again get an immediate 503, more are closed;
+- ``accept`` runs at most ``ACCEPT_BATCH`` times per wake-up and backs off when out of descriptors;
+- a ``/metrics`` body is reused for ``METRICS_REUSE_SECONDS``, so a flood of scrapes costs at most a
+  few renders per second (a render at 1000 programs takes tens of milliseconds of loop time).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .loop import Timer
+
+if TYPE_CHECKING:
+    from .master import Master
+    from .metrics import Exporter
+    from .program import Supervised
+
+MAX_REQUEST = 8192
+MAX_CONNECTIONS = 64
+TIMEOUT_SECONDS = 10.0
+LINGER_SECONDS = 1.0
+ACCEPT_BATCH = 32
+ACCEPT_RETRY_SECONDS = 1.0
+METRICS_REUSE_SECONDS = 0.25
+ENDPOINTS = ("/metrics", "/healthz", "/readyz", "/status")
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+           505: "HTTP Version Not Supported"}
+TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = TEXT
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+    def encode(self, head_only: bool) -> bytes:
+        lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, '')}",
+                 f"Content-Type: {self.content_type}",
+                 f"Content-Length: {len(self.body)}",
+                 "Cache-Control: no-store",
+                 "Connection: close",
+                 *(f"{name}: {value}" for name, value in self.extra_headers)]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head if head_only else head + self.body
+
+
+def text(status: int, message: str) -> Response:
+    return Response(status, (message + "\n").encode())
+
+
+BUSY = text(503, "too many connections").encode(head_only=False)
+
+
+def parse_request(raw: bytes) -> Request | Response:
+    """The request head (without the blank line) into a Request, or the error Response to send."""
+    try:
+        lines = raw.decode("latin-1").replace("\r\n", "\n").split("\n")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+        return text(400, "bad request")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[0].isalpha() or not parts[1] or not parts[2].startswith("HTTP/"):
+        return text(400, "bad request line")
+    method, target, version = parts
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        return text(505, "only HTTP/1.0 and HTTP/1.1")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            return text(400, "bad header line")
+        headers[name.lower()] = value.strip()
+    if target.startswith(("http://", "https://")):  # absolute form, as sent to proxies
+        target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+    return Request(method, target.split("?", 1)[0], headers)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (all interfaces); ValueError names the bad input."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"--metrics-address {address!r}: expected HOST:PORT (e.g. 0.0.0.0:9127) or 'off'")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return host or "0.0.0.0", int(port_text)
+
+
+class Connection:
+    """One client: read the request head, answer, close; every step is a loop callback."""
+
+    def __init__(self, server: HttpServer, sock: socket.socket, *, busy: bool = False) -> None:
+        self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.inbuf = bytearray()
+        self.out = memoryview(b"")
+        self.closed = False
+        self.timer: Timer = server.loop.call_later(server.timeout, self.close)
+        if busy:  # over the cap: answer 503 without reading the request
+            self._send(BUSY)
+        else:
+            server.loop.add_reader(self.fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not data:
+            self.close()
+            return
+        self.inbuf += data
+        end = self.inbuf.find(b"\r\n\r\n")
+        if end < 0:
+            end = self.inbuf.find(b"\n\n")
+        if end < 0 and len(self.inbuf) <= MAX_REQUEST:
+            return
+        self.server.loop.remove_reader(self.fd)
+        if end < 0 or end > MAX_REQUEST:
+            self._send(text(431, "request too large").encode(head_only=False))
+            return
+        request = parse_request(bytes(self.inbuf[:end]))
+        if isinstance(request, Response):
+            self._send(request.encode(head_only=False))
+            return
+        self._send(self.server.respond(request).encode(head_only=request.method == "HEAD"))
+
+    def _send(self, data: bytes) -> None:
+        self.out = memoryview(data)
+        self._flush()
+        if self.out and not self.closed:
+            self.server.loop.add_writer(self.fd, self._flush)
+
+    def _flush(self) -> None:
+        try:
+            sent = self.sock.send(self.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        self.out = self.out[sent:]
+        if not self.out:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Half-close and wait briefly for the client's EOF: closing with unread input would send a
+        RST that can destroy the response before the client has read it."""
+        self.server.loop.remove_writer(self.fd)
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+            return
+        self.timer.cancel()
+        self.timer = self.server.loop.call_later(min(LINGER_SECONDS, self.server.timeout), self.close)
+        self.server.loop.add_reader(self.fd, self._discard)
+
+    def _discard(self) -> None:
+        try:
+            data = self.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.timer.cancel()
+        self.server.loop.remove_reader(self.fd)
+        self.server.loop.remove_writer(self.fd)
+        self.sock.close()
+        self.server.connections.discard(self)
+        self.server.busy.discard(self)
+
+
+class HttpServer:
+    """The listening socket, the open connections and the routes."""
+
+    def __init__(self, master: Master, host: str, port: int, *, max_connections: int = MAX_CONNECTIONS,
+                 timeout: float = TIMEOUT_SECONDS) -> None:
+        self.master = master
+        self.loop = master.loop
+        self.max_connections = max_connections
+        self.timeout = timeout
+        self.connections: set[Connection] = set()
+        self.busy: set[Connection] = set()  # over the cap, being told 503 (at most max_connections more)
+        self.routes: dict[str, Callable[[Request], Response]] = {
+            "/": self._index, "/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz,
+            "/status": self._status}
+        self._exporter: Exporter | None = None
+        self._metrics_cache: dict[str, tuple[float, Response]] = {}
+        self._accept_timer: Timer | None = None
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE)[0]
+        self.listener = socket.socket(family, kind, proto)
+        try:
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.listener.bind(sockaddr)
+            self.listener.listen(128)
+        except OSError:
+            self.listener.close()
+            raise
+        self.listener.setblocking(False)
+        self.address: tuple[str, int] = self.listener.getsockname()[:2]
+        self.loop.add_reader(self.listener.fileno(), self._on_accept)
+
+    # -- connections ------------------------------------------------------------------------------
+    def _on_accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # The listener stays readable: without a pause the loop would spin on it.
+                    self.master.log.warning(f"HTTP: cannot accept connections ({exc.strerror}); retrying in "
+                                            f"{ACCEPT_RETRY_SECONDS:g}s")
+                    self.loop.remove_reader(self.listener.fileno())
+                    self._accept_timer = self.loop.call_later(ACCEPT_RETRY_SECONDS, self._resume_accept)
+                return
+            sock.setblocking(False)
+            if len(self.connections) < self.max_connections:
+                self.connections.add(Connection(self, sock))
+            elif len(self.busy) < self.max_connections:
+                refused = Connection(self, sock, busy=True)
+                if not refused.closed:
+                    self.busy.add(refused)
+            else:  # a flood: not even a 503
+                sock.close()
+
+    def _resume_accept(self) -> None:
+        self._accept_timer = None
+        self.loop.add_reader(self.listener.fileno(), self._on_accept)
+
+    def close(self) -> None:
+        if self._accept_timer is not None:
+            self._accept_timer.cancel()
+        self.loop.remove_reader(self.listener.fileno())
+        self.listener.close()
+        for connection in [*self.connections, *self.busy]:
+            connection.close()
+
+    # -- routes -----------------------------------------------------------------------------------
+    def respond(self, request: Request) -> Response:
+        handler = self.routes.get(request.path)
+        if handler is None:
+            return text(404, f"not found; endpoints: {' '.join(ENDPOINTS)}")
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, b"only GET and HEAD\n", extra_headers=(("Allow", "GET, HEAD"),))
+        try:
+            return handler(request)
+        except Exception as exc:  # a bug in a handler must not take the supervisor down
+            self.master.log.alert(f"HTTP {request.path} failed: {type(exc).__name__}: {exc}")
+            return text(500, "internal error; see the supervisor's log")
+
+    def _index(self, request: Request) -> Response:
+        return text(200, "progset-supervisor " + self.master.version + "\n" + "\n".join(ENDPOINTS))
+
+    def _healthz(self, request: Request) -> Response:
+        """Liveness: answering at all proves the loop turns (a stuck loop makes the probe time out)."""
+        return text(200, "ok")
+
+    def _readyz(self, request: Request) -> Response:
+        ready, not_ready = self.master.ready()
+        if ready:
+            return text(200, "ok")
+        programs = self.master.programs
+        details = [f"{name} ({programs[name].state.value})" if name in programs else name for name in not_ready]
+        return text(503, "not ready: " + ", ".join(details))
+
+    def _status(self, request: Request) -> Response:
+        body = json.dumps(status_document(self.master), indent=1).encode() + b"\n"
+        return Response(200, body, "application/json")
+
+    def _metrics(self, request: Request) -> Response:
+        accept = request.headers.get("accept", "")
+        now = time.monotonic()
+        cached = self._metrics_cache.get(accept)
+        if cached is not None and now - cached[0] < METRICS_REUSE_SECONDS:
+            return cached[1]
+        if self._exporter is None:
+            from .metrics import Exporter  # prometheus_client costs ~13 MB: only once someone scrapes
+
+            self._exporter = Exporter(self.master)
+        body, content_type = self._exporter.render(accept)
+        response = Response(200, body, content_type)
+        self._metrics_cache = {accept: (now, response)}
+        return response
+
+
+def _exit_document(supervised: Supervised) -> dict[str, Any] | None:
+    last = supervised.last_exit
+    if last is None:
+        return None
+    return {"code": last.code, "reason": last.reason, "signal": last.signal, "text": last.short(),
+            "time": round(last.when, 3)}
+
+
+def program_document(supervised: Supervised, now: float) -> dict[str, Any]:
+    """One program as ``show programs`` shows it: state, pid, uptime, restarts, last exit, backoff."""
+    instance = supervised.instance if supervised.instance is not None and supervised.instance.alive else None
+    return {
+        "name": supervised.name,
+        "state": supervised.state.value,
+        "pid": supervised.pid,
+        "started": round(instance.started_wall, 3) if instance else None,
+        "uptime_seconds": round(instance.uptime(now), 3) if instance else None,
+        "restarts": supervised.restarts,
+        "exits": sum(supervised.exits.values()),
+        "last_exit": _exit_document(supervised),
+        "backoff_seconds": round(supervised.backoff_remaining(), 3),
+        "restart_policy": supervised.program.restart,
+        "on_reload": supervised.program.on_reload,
+        "critical": supervised.program.critical,
+        "fatal_reason": supervised.fatal_reason or None,
+    }
+
+
+def status_document(master: Master) -> dict[str, Any]:
+    """Everything ``/status`` returns: the supervisor, its config, its reloads and every program."""
+    now = time.time()
+    ready, not_ready = master.ready()
+    config = master.config
+    return {
+        "version": master.version,
+        "pid": os.getpid(),
+        "uptime_seconds": round(now - master.started_wall, 3),
+        "ready": ready,
+        "not_ready": not_ready,
+        "shutting_down": master.shutting_down,
+        "config": None if config is None else {"hash": config.hash, "origin": config.origin,
+                                               "source": str(config.source) or None},
+        "reloads": {"success": master.reload_results["success"], "failure": master.reload_results["failure"],
+                    "last": master.last_reload_time},
+        "programs": [program_document(s, now) for s in master.programs.values()],
+        "old_programs": [{"name": i.name, "pid": i.pid, "uptime_seconds": round(i.uptime(now), 3),
+                          "reloads": i.reloads} for i in master.old if i.alive],
+    }
+
+
+def start_http(master: Master, address: str) -> HttpServer:
+    """Bind ``address`` (ValueError or OSError if it cannot be used) and log where it listens."""
+    host, port = parse_address(address)
+    server = HttpServer(master, host, port)
+    shown = f"[{server.address[0]}]" if ":" in server.address[0] else server.address[0]
+    master.log.notice(f"HTTP endpoints on http://{shown}:{server.address[1]} ({', '.join(ENDPOINTS)})")
+    return server
