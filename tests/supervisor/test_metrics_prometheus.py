@@ -130,7 +130,8 @@ def prometheus(supervisor: tuple[Supervisor, int], tmp_path: Path) -> Iterator[P
                                  f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
     try:
         server = Prometheus(f"http://127.0.0.1:{port}")
-        server.wait("readiness", lambda: urllib.request.urlopen(f"{server.base}/-/ready", timeout=2).status == 200)
+        server.wait("readiness", lambda: urllib.request.urlopen(f"{server.base}/-/ready", timeout=2).status == 200,
+                    timeout=30)
         yield server
     finally:
         proc.terminate()
