@@ -119,6 +119,33 @@ def process_tree_usage(roots: dict[str, int], proc: str = PROC) -> dict[str, Tre
     return usage
 
 
+class CpuCounter:
+    """One program's tree CPU times as counters that never go down, across its restarts.
+
+    The tree's raw total drops when a new process replaces the program, and when a descendant leaves
+    the tree without being reaped inside it (an orphan re-parented to the supervisor takes its CPU
+    time with it). Prometheus reads any drop as a counter reset and would count the whole remaining
+    total again as new usage: a false spike. So what a tree had reached is carried over instead.
+    """
+
+    __slots__ = ("base", "last", "pid")
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.last = (0.0, 0.0)
+        self.base = (0.0, 0.0)
+
+    def update(self, pid: int, user: float, system: float) -> tuple[float, float]:
+        if pid != self.pid:  # a new process tree: the old one's total stays counted
+            self.pid = pid
+            self.base = (self.base[0] + self.last[0], self.base[1] + self.last[1])
+            self.last = (0.0, 0.0)
+        # A drop within one tree is absorbed into the base, so the sum stays where it was.
+        self.base = (self.base[0] + max(0.0, self.last[0] - user), self.base[1] + max(0.0, self.last[1] - system))
+        self.last = (user, system)
+        return self.base[0] + user, self.base[1] + system
+
+
 def _name(suffix: str) -> str:
     return f"{PREFIX}_{suffix}"
 
@@ -130,6 +157,7 @@ class ProgsetCollector:
     def __init__(self, master: Master) -> None:
         self.master = master
         self._hashed: tuple[Config | None, str] = (None, "")
+        self._cpu: dict[str, CpuCounter] = {}
 
     def config_hash(self, config: Config) -> str:
         """``Config.hash`` serialises the whole spec; compute it once per loaded config, not per scrape."""
@@ -180,8 +208,8 @@ class ProgsetCollector:
         usage = process_tree_usage(roots)
         label = ["program"]
         cpu = CounterMetricFamily(_name("program_cpu_seconds"), "CPU time of the program's process tree (the "
-                                  "program and its descendants, including reaped ones), by mode.",
-                                  labels=["program", "mode"])
+                                  "program and its descendants, including reaped ones), by mode, summed over "
+                                  "the program's restarts.", labels=["program", "mode"])
         rss = GaugeMetricFamily(_name("program_resident_memory_bytes"), "Sum of the resident memory of the "
                                 "processes in the program's process tree.", labels=label)
         fds = GaugeMetricFamily(_name("program_open_fds"), "Open file descriptors in the program's process tree.",
@@ -190,9 +218,11 @@ class ProgsetCollector:
                                     labels=label)
         processes = GaugeMetricFamily(_name("program_processes"), "Processes in the program's process tree.",
                                       labels=label)
+        self._cpu = {s.name: self._cpu.get(s.name) or CpuCounter() for s in programs}  # forget removed programs
         for name, tree in usage.items():
-            cpu.add_metric([name, "user"], tree.cpu_user)
-            cpu.add_metric([name, "system"], tree.cpu_system)
+            user, system = self._cpu[name].update(roots[name], tree.cpu_user, tree.cpu_system)
+            cpu.add_metric([name, "user"], user)
+            cpu.add_metric([name, "system"], system)
             rss.add_metric([name], float(tree.resident_bytes))
             fds.add_metric([name], float(tree.open_fds))
             threads.add_metric([name], float(tree.threads))

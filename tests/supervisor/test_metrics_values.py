@@ -172,3 +172,38 @@ def test_process_tree_cpu_memory_fds_threads(start: Any, tmp_path: Path) -> None
     assert own_rss is not None and own_rss < 100 * MiB
     assert result.get("progset_process_open_fds", ) is not None
     assert sup.stop() == 0
+
+
+def tree_cpu(result: Scrape, name: str) -> float:
+    return sum(result.get("progset_program_cpu_seconds_total", program=name, mode=m) or 0.0 for m in ("user", "system"))
+
+
+def test_cpu_counter_never_drops_when_a_descendant_leaves_or_the_program_restarts(start: Any, tmp_path: Path) -> None:
+    burn = tmp_path / "burn.py"
+    burn.write_text("import os, time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass\n"
+                    "print('burnt', os.getpid(), flush=True)\ntime.sleep(1000)\n")
+    inner = tmp_path / "inner.sh"
+    inner.write_text('"$1" "$2" &\necho "inner $$"\nwait\n')
+    # program (sh) -> inner sh -> python, which burns 0.5 s and stays.
+    sup: Supervisor = start(programs(program("orphaner", "sh", "-c", 'sh "$0" "$1" "$2"; exec sleep 1000',
+                                             str(inner), PY, str(burn), backoff={"initialSeconds": 0.05})))
+    port = http_port(sup)
+    inner_pid = int(sup.out.wait_for(r"^orphaner \| inner (\d+)$")[0].group(1))
+    burner_pid = int(sup.out.wait_for(r"^orphaner \| burnt (\d+)$")[0].group(1))
+    try:
+        before = scrape_until(port, lambda s: s.get("progset_program_processes", program="orphaner") == 3)
+        assert tree_cpu(before, "orphaner") >= 0.48
+
+        # The inner shell dies without reaping python: python is re-parented to the supervisor (a
+        # subreaper) and leaves the tree, taking its CPU time with it.
+        os.kill(inner_pid, signal.SIGKILL)
+        left = scrape_until(port, lambda s: s.get("progset_program_processes", program="orphaner") == 1)
+        assert tree_cpu(left, "orphaner") >= tree_cpu(before, "orphaner")
+
+        os.kill(sup.forked_pids("orphaner")[-1], signal.SIGKILL)
+        restarted = scrape_until(port, lambda s: s.get("progset_program_restarts_total", program="orphaner") == 1
+                                 and s.get("progset_program_up", program="orphaner") == 1)
+        assert tree_cpu(restarted, "orphaner") >= tree_cpu(left, "orphaner")
+    finally:
+        os.kill(burner_pid, signal.SIGKILL)
+    assert sup.stop() == 0
