@@ -209,6 +209,7 @@ class Master:
                 then: Callable[[], None] | None = None) -> None:
         """Make ``instance`` an old instance and stop it; ``then`` runs once it has exited."""
         self.old[instance] = None
+        instance.reloads += 1  # it lived through this reload: HAProxy lists a fresh old program with 1
         if run is not None:
             run.pending += 1
         def finished() -> None:

@@ -339,10 +339,16 @@ def test_reload_already_in_progress() -> None:
     slow = CONFIG + ("  - name: slow\n    command: [sh, -c, \"trap 'sleep 1.5; exit 0' TERM; "
                      "while :; do sleep 0.05; done\"]\n")
     with socket_dir() as directory, CliSupervisor(directory, slow, programs=4) as sup:
+        old = program_pid(sup, "slow")
         first = Conn(sup.sock)
         first.send("reload\n")
         sup.wait_log(r"Restarting program 'slow'")
         assert sup.cli(b"reload\n") == b"Success=0\n--\nAnother reload is still in progress.\n\n"
+        # the replaced instance is still stopping: HAProxy's '# old programs' section, reloads 1
+        proc = sup.text("show proc")
+        assert re.search("\n# old programs\n" + re.escape(f"{old:<15} {'slow':<15} {'1':<15} ") + UPTIME
+                         + re.escape(f"     {'-':<15}\n") + "\n$", proc), proc
+        assert f"\n{old} " not in proc.split("# old programs")[0]
         assert sup.cli(b"echo still-serving\n") == b"still-serving\n\n"
         assert first.read_to_close().startswith(b"Success=1\n--\n")
 
