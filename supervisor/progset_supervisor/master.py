@@ -58,7 +58,8 @@ class Master:
         self.log = log
         self.sink = sink
         self.rng = random.Random(options.seed)
-        self.base_env: dict[str, str] = dict(os.environ)
+        # Programs see the supervisor's environment plus HAProxy's marker, as under an HAProxy master.
+        self.base_env: dict[str, str] = {**os.environ, "HAPROXY_MWORKER": "1"}
         self.config: Config | None = None
         self.config_text_key: bytes = b""
         self.programs: dict[str, Supervised] = {}
@@ -394,7 +395,7 @@ class Master:
         try:
             signum = parse_signal(signal_name)
         except ValueError as exc:
-            raise CommandError(str(exc).capitalize() + ".") from None
+            raise CommandError(str(exc)[:1].upper() + str(exc)[1:] + ".") from None
         if supervised.pid is None:
             raise CommandError(f"Program '{name}' is not running ({supervised.state.value}).")
         pid = supervised.pid
@@ -444,6 +445,12 @@ class Master:
         if any(s.pid is not None for s in self.programs.values()) or self.old:
             return
         self.finished = True
+        for supervised in self.programs.values():
+            if supervised.instance is not None:
+                # Their last words (even without a final newline) are printed before we exit.
+                for reader in supervised.instance.readers:
+                    reader.drain()
+                    reader.close()
         self.log.warning(f"All programs exited. Exiting... ({self.exit_code})")
         for hook in self.on_exit_hooks:
             hook()

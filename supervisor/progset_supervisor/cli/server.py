@@ -155,5 +155,4 @@ def start_cli(master: Master, specs: list[str], *, maxconn: int = 100, idle_time
     server = CliServer(master, parsed, maxconn=maxconn, idle_timeout=idle_timeout, max_line=max_line)
     master.base_env["HAPROXY_MASTER_CLI"] = server.addresses
     master.base_env["PROGSET_MASTER_CLI"] = server.addresses
-    master.base_env.setdefault("HAPROXY_MWORKER", "1")  # HAProxy sets it for programs in master-worker mode
     return server
