@@ -176,7 +176,8 @@ def spec_schema() -> dict[str, Any]:
                          "description": "Programs in start order (dependsOn refines it)."},
             "readyPrograms": {
                 "type": "array",
-                "description": "Programs that must be running for /readyz; default: all of them.",
+                "description": "Programs that must be running for the supervisor's /readyz; "
+                               "default: every program except those with restart: never.",
                 "maxItems": CRD_MAX_PROGRAMS,
                 "x-kubernetes-list-type": "set",
                 "items": _name_schema("Name of a program of this ProgramSet."),
