@@ -9,7 +9,8 @@ Outcomes:
 - spec the model rejects: status Valid=False, a Warning event, the ConfigMap untouched, and a
   ``kopf.PermanentError`` so kopf does not retry until the spec changes;
 - a ConfigMap of that name owned by someone else: Rendered=False, a Warning event, a slow retry;
-- API errors: a quick retry through ``kopf.TemporaryError``.
+- API errors: a quick retry through ``kopf.TemporaryError``; the ones a retry will not fix soon
+  (403, 422, ...) also show as Rendered=False reason ApiError, with a Warning event.
 """
 
 from __future__ import annotations
@@ -160,6 +161,10 @@ class Reconciler:
                 log.warning("ProgramSet %s/%s: %s", *key, exc)
                 self.emit(body, "Warning", "ConfigMapConflict", str(exc))
             raise
+        except ApiError as exc:
+            if not exc.transient:  # e.g. 403: tell the user on the object, not only in the operator's log
+                await self._report_api_error(body, observed_valid=valid, desired=desired, error=exc)
+            raise
         await self._drop_previous(key, current, desired)
         observed = st.Observed(generation, valid, st.rendered_condition(desired.name, desired.hash),
                                config_map=desired.name, config_hash=desired.hash, programs=desired.programs)
@@ -219,6 +224,19 @@ class Reconciler:
         uid = str(old["metadata"].get("uid") or "") or None
         if await self._call(lambda: self.client.delete(path, uid=uid)):
             log.info("ProgramSet %s/%s: deleted previous ConfigMap %s", *key, previous)
+
+    async def _report_api_error(self, body: Mapping[str, Any], *, observed_valid: st.Condition, desired: Desired,
+                                error: ApiError) -> None:
+        """Rendered=False with the API's answer and a Warning event; best effort, the status may fail too."""
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        message = f"cannot write ConfigMap {desired.name}: {error.status} {error.reason}: {error.message}"[:1000]
+        observed = st.Observed(generation, observed_valid,
+                               st.not_rendered_condition("ApiError", message, body.get("status") or {}))
+        try:
+            if await self._write_status(body, observed):
+                self.emit(body, "Warning", "ApiError", message)
+        except ApiError:
+            pass
 
     async def _write_status(self, body: Mapping[str, Any], observed: st.Observed) -> bool:
         """Patch ``/status`` with what differs; False (and no request) when it already says this."""

@@ -222,3 +222,15 @@ async def test_stale_owner_configmap_is_taken_over_by_the_new_incarnation(operat
     cm = cluster.configmap("web-programs")
     assert [r["uid"] for r in cm["metadata"]["ownerReferences"]] == [second["metadata"]["uid"]]
     assert conditions(ps)["Rendered"] == ("True", "Rendered")
+
+
+async def test_forbidden_configmap_access_is_reported_on_the_object(operator, cluster: Cluster, emulator) -> None:
+    # As with a Role that lacks configmaps: every read of this ConfigMap answers 403.
+    emulator["get", kmock.resource("v1/configmaps"), kmock.name("web-programs")] << 403 << {
+        "kind": "Status", "code": 403, "reason": "Forbidden", "message": "configmaps is forbidden"}
+    await cluster.create(programset("web", HELLO))
+    ps = await eventually(lambda: settled(cluster, "web", 1))
+    assert conditions(ps) == {"Valid": ("True", "Valid"), "Rendered": ("False", "ApiError")}
+    assert "403 Forbidden: configmaps is forbidden" in ps["status"]["conditions"][1]["message"]
+    await eventually(lambda: events(emulator, "ApiError"))
+    await eventually(lambda: operator.metrics.value("progset_operator_reconciles_total", {"result": "error"}) == 1)
