@@ -221,7 +221,7 @@ class HttpServer:
             "/": self._index, "/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz,
             "/status": self._status}
         self._exporter: Exporter | None = None
-        self._metrics_cache: dict[str, tuple[float, Response]] = {}  # Accept -> (reuse until, response)
+        self._metrics_cache: tuple[float, Response] | None = None  # (reuse until, response)
         self._accept_timer: Timer | None = None
         family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                               flags=socket.AI_PASSIVE)[0]
@@ -307,19 +307,17 @@ class HttpServer:
         return Response(200, body, "application/json")
 
     def _metrics(self, request: Request) -> Response:
-        accept = request.headers.get("accept", "")
         now = time.monotonic()
-        cached = self._metrics_cache.get(accept)
-        if cached is not None and now < cached[0]:
-            return cached[1]
+        if self._metrics_cache is not None and now < self._metrics_cache[0]:
+            return self._metrics_cache[1]
         if self._exporter is None:
             from .metrics import Exporter  # prometheus_client costs several MB: only once someone scrapes
 
             self._exporter = Exporter(self.master)
-        body, content_type = self._exporter.render(accept)
+        body, content_type = self._exporter.render()
         response = Response(200, body, content_type)
         done = time.monotonic()
-        self._metrics_cache = {accept: (done + max(METRICS_REUSE_SECONDS, 4 * (done - now)), response)}
+        self._metrics_cache = (done + max(METRICS_REUSE_SECONDS, 4 * (done - now)), response)
         return response
 
 

@@ -69,15 +69,14 @@ def test_promtool_accepts_a_real_scrape(supervisor: tuple[Supervisor, int]) -> N
         assert needle in text
 
 
-def test_openmetrics_is_served_when_asked_for(supervisor: tuple[Supervisor, int]) -> None:
+def test_text_format_even_when_openmetrics_is_preferred(supervisor: tuple[Supervisor, int]) -> None:
+    """Prometheus asks for OpenMetrics first; the text format (cheaper to write) is what it gets."""
     _, port = supervisor
-    reply = http_get(port, "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-    assert reply.headers["content-type"].startswith("application/openmetrics-text")
-    assert reply.body.endswith(b"# EOF\n")
-    from prometheus_client.openmetrics.parser import text_string_to_metric_families
-
-    names = {f.name for f in text_string_to_metric_families(reply.body.decode())}
-    assert {"progset_program_restarts", "progset_program_state", "progset_reloads"} <= names
+    prometheus_accept = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+                         "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+    reply = http_get(port, "/metrics", headers={"Accept": prometheus_accept})
+    assert reply.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert b"# EOF" not in reply.body and b"# TYPE progset_program_restarts_total counter\n" in reply.body
 
 
 # -- a real Prometheus server ---------------------------------------------------------------------------------
