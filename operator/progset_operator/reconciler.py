@@ -170,11 +170,10 @@ class Reconciler:
                                config_map=desired.name, config_hash=desired.hash, programs=desired.programs)
         await self._write_status(body, observed)
         if result != "unchanged":
-            verb = {"created": "created", "updated": "updated"}[result]
-            action = "restored" if trigger == DRIFT else verb
+            action = "restored" if trigger == DRIFT else result
             log.info("ProgramSet %s/%s: %s ConfigMap %s (%s, %d programs, generation %d)",
                      *key, action, desired.name, desired.hash, desired.programs, generation)
-            reason = "ConfigMapRestored" if trigger == DRIFT else f"ConfigMap{verb.capitalize()}"
+            reason = "ConfigMapRestored" if trigger == DRIFT else f"ConfigMap{result.capitalize()}"
             self.emit(body, "Normal", reason, f"ConfigMap {desired.name} {action}: {desired.hash}")
         else:
             log.debug("ProgramSet %s/%s: ConfigMap %s up to date", *key, desired.name)
