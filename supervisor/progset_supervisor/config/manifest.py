@@ -97,5 +97,8 @@ def render_document(config: Config, source: Source | None = None) -> str:
         "hash": spec_hash(spec),
         "spec": spec,
     }
-    return "# Rendered by progset-operator; edits are overwritten.\n" + yaml.safe_dump(
-        doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    # libyaml's dumper (when PyYAML has it) gives the same bytes about five times faster; the operator
+    # renders every ProgramSet on every change.
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return "# Rendered by progset-operator; edits are overwritten.\n" + yaml.dump(
+        doc, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
