@@ -136,7 +136,7 @@ def test_workload_containers_are_locked_down() -> None:
         assert container["resources"]["limits"]["memory"]
 
 
-@pytest.mark.parametrize("doc", ["examples/README.md", "docs/helm.md", "charts/progset/templates/NOTES.txt"])
+@pytest.mark.parametrize("doc", ["examples/README.md", "README.md", "charts/progset/templates/NOTES.txt"])
 def test_files_the_docs_mention_exist(doc: str) -> None:
     text = (REPO / doc).read_text()
     mentioned = set(re.findall(r"\b(examples/[\w./-]+\.(?:yaml|cfg|md)|charts/progset[\w./-]*|docs/[\w.-]+\.md)", text))

@@ -103,16 +103,17 @@ def test_values_yaml_is_documented_line_by_line() -> None:
 
 def test_docs_values_table_lists_every_value_with_its_default() -> None:
     table = {}
-    text = (REPO / "docs" / "helm.md").read_text()
-    section = text[text.index("\n## Values\n"):]
-    section = section[:section.index("\n## ", 1)]
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("\n## Installing progset with Helm\n"):]
+    section = section[section.index("\n### Values\n"):]
+    section = section[:section.index("\n### ", 1)]
     for line in section.splitlines():
         match = re.match(r"^\| `([\w.]+)` \| `(.*)` \| .+ \|$", line)
         if match:
             table[match.group(1)] = match.group(2)
     for key in leaf_keys(chart().values):
         documented = [k for k in table if key == k or key.startswith(k + ".")]
-        assert documented, f"{key} is missing from the values table of docs/helm.md"
+        assert documented, f"{key} is missing from the values table in README.md"
         node = chart().values
         for part in documented[0].split("."):
             node = node[part]

@@ -46,7 +46,8 @@ def test_as_pid1_a_thousand_orphaned_grandchildren_leave_no_zombie(tmp_path: Pat
     need_binary("unshare")
     config = write_config(tmp_path, """programs:
   - name: orphan-maker
-    command: ["sh", "-c", "i=0; while [ $i -lt 1000 ]; do (sleep 0.2 &); i=$((i+1)); done; echo spawned; exec sleep 1000"]
+    command: ["sh", "-c", "i=0; while [ $i -lt 1000 ]; do (sleep 0.2 &); i=$((i+1)); done; echo spawned;
+      exec sleep 1000"]
 """)
     sup = Supervisor(config, prefix=["unshare", "--pid", "--fork", "--mount-proc"])
     started.append(sup)

@@ -56,7 +56,8 @@ def test_added_and_removed_programs() -> None:
 
 
 def test_hard_reload_restarts_kept_and_signalled_programs() -> None:
-    old = cfg({"name": "k", "command": ["b"], "onReload": "keep"}, {"name": "s", "command": ["c"], "onReload": "signal"})
+    old = cfg({"name": "k", "command": ["b"], "onReload": "keep"},
+              {"name": "s", "command": ["c"], "onReload": "signal"})
     assert kinds(plan(old, old, hard=True)) == [("restart", "k"), ("restart", "s")]
 
 

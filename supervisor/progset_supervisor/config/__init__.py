@@ -20,6 +20,6 @@ from .model import (
 
 __all__ = [
     "API_VERSION", "KIND", "RENDERED_KIND", "Backoff", "Config", "ConfigError", "EnvVar", "Problem",
-    "Program", "Source", "config_from_spec", "load_haproxy_text", "load_path", "load_text", "load_yaml_text", "parse_signal",
-    "render_document", "spec_hash",
+    "Program", "Source", "config_from_spec", "load_haproxy_text", "load_path", "load_text", "load_yaml_text",
+    "parse_signal", "render_document", "spec_hash",
 ]
