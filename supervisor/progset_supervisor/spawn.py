@@ -117,7 +117,7 @@ def spawn(program: Program, base_env: dict[str, str], *, pdeathsig: bool) -> sub
     argv = [executable, *program.command[1:]]
     if pdeathsig and SETPRIV is not None:
         # setpriv sets PR_SET_PDEATHSIG after Popen switched ids (a credential change clears it), then
-        # execs the program with the same pid; argv[0] as the user wrote it is kept for ps.
+        # execs the program (resolved to its path here) with the same pid.
         argv = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     try:
         return subprocess.Popen(

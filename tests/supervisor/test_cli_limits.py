@@ -50,8 +50,10 @@ def test_connection_limit() -> None:
         for conn in conns:
             conn.send("echo in\n")
             assert conn.read_until("\n\n") == b"in\n\n"
-        assert exchange(sup.sock, b"echo out\n") == (
-            b"Too many connections to the master CLI (limit 5); try again later.\n")
+        # The refusal is written on accept; sending first could race with the server's close (EPIPE).
+        refused = connect(sup.sock)
+        assert read_all(refused) == b"Too many connections to the master CLI (limit 5); try again later.\n"
+        refused.close()
         conns.pop().close()
         wait_until(lambda: exchange(sup.sock, b"echo again\n") == b"again\n\n")
         for conn in conns:
@@ -69,7 +71,7 @@ def test_idle_clients_are_closed() -> None:
             assert busy.read_until("\n\n") == b"x\n\n"
             time.sleep(0.1)
         assert idle.closed_by_peer(timeout=3)
-        assert 0.3 < time.monotonic() - started < 2.5
+        assert time.monotonic() - started > 0.3  # not before its idle timeout
         busy.send("echo still\n")
         assert busy.read_until("\n\n") == b"still\n\n"
 

@@ -15,6 +15,7 @@ import re
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from .errors import ConfigError, Problem
@@ -193,8 +194,9 @@ class Config:
             spec["configMapName"] = self.config_map_name
         return spec
 
-    @property
+    @cached_property
     def hash(self) -> str:
+        """Computed once: ``show info``, ``/status`` and every scrape ask for it."""
         return spec_hash(self.to_spec())
 
     def start_order(self) -> list[Program]:
