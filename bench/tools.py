@@ -1,0 +1,162 @@
+"""The three process managers under test, each given the same N programs in its own config syntax.
+
+Every tool runs the same program, ``sleep 86400 MARKER``, restarted whenever it exits (HAProxy cannot
+restart), with its output not written to disk (progset passes it to its own stdout, which the bench
+sends to a file; supervisord is told ``NONE``), so the configs ask each tool for the same work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """How to configure, start and describe one process manager."""
+
+    name: str
+    executable: str
+    restarts: bool  # False for HAProxy: a program that dies stays dead until the next reload
+    wrapper: tuple[str, ...] = ()  # launched through this; the supervisor is then the wrapper's child
+
+    def write_config(self, directory: Path, commands: list[list[str]]) -> list[str]:
+        """Write the config for these program commands into ``directory``; return the argv to launch."""
+        raise NotImplementedError
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def environment(self, scratch: Path, bytecode_cache: bool) -> dict[str, str]:
+        """The environment to launch with: the bench's own, unless the tool needs it adjusted."""
+        return dict(os.environ)
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"
+
+
+def _shebang_python(script: str) -> str:
+    """The interpreter a Debian script runs under (supervisord runs on the system Python)."""
+    try:
+        with open(script, "rb") as handle:
+            line = handle.readline().decode().strip()
+    except OSError:
+        return "unknown"
+    if not line.startswith("#!"):
+        return "unknown"
+    return _first_line([*line[2:].split(), "-V"])
+
+
+class Progset(Tool):
+    def write_config(self, directory: Path, commands: list[list[str]]) -> list[str]:
+        # resetAfterSeconds 1: the bench kills each program at most once a second, and with the default
+        # (60 s) a second kill of the same program would be a crash loop and back off on purpose.
+        # supervisord with startsecs=0 never backs off, so this asks both for the same thing.
+        lines = ["programs:"]
+        for i, argv in enumerate(commands):
+            quoted = ", ".join(f'"{arg}"' for arg in argv)
+            lines += [f"  - name: p{i}", f"    command: [{quoted}]", "    restart: always",
+                      "    backoff: {initialSeconds: 0.5, maxSeconds: 30, resetAfterSeconds: 1}"]
+        path = directory / "progset.yaml"
+        path.write_text("\n".join(lines) + "\n")
+        return [*self.wrapper, self.executable, "-f", str(path), "--metrics-address", "off"]
+
+    def environment(self, scratch: Path, bytecode_cache: bool) -> dict[str, str]:
+        """Give progset compiled bytecode, as an installed wheel or a Debian package has.
+
+        The project is installed editable and these machines set PYTHONDONTWRITEBYTECODE=1, so every
+        start would compile all of progset from source, a cost no deployed image pays (pip compiles a
+        wheel at install; supervisord's Debian package ships .pyc). The cache goes to the bench's
+        scratch directory (PYTHONPYCACHEPREFIX), never into the source tree; the warm-up run fills it.
+        """
+        env = dict(os.environ)
+        if bytecode_cache:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(scratch / "pycache")
+        return env
+
+    def version(self) -> str:
+        commit = _first_line(["git", "-C", str(PROJECT), "rev-parse", "--short", "HEAD"])
+        dirty = subprocess.run(["git", "-C", str(PROJECT), "diff", "--quiet", "HEAD", "--", "supervisor"],
+                               capture_output=True, check=False).returncode
+        return f"{_first_line([self.executable, '-v'])} (git {commit}{', supervisor/ modified' if dirty else ''})"
+
+
+class Supervisord(Tool):
+    def write_config(self, directory: Path, commands: list[list[str]]) -> list[str]:
+        # minfds: supervisord keeps three pipe ends per program; it raises its own soft limit to this.
+        lines = ["[supervisord]", "nodaemon=true", f"logfile={directory.parent / 'supervisord.log'}",
+                 "logfile_maxbytes=0", f"pidfile={directory.parent / 'supervisord.pid'}",
+                 f"childlogdir={directory.parent}",
+                 f"minfds={max(1024, 4 * len(commands) + 256)}", "user=root" if _is_root() else "", ""]
+        for i, argv in enumerate(commands):
+            lines += [f"[program:p{i}]", f"command={' '.join(argv)}", "autostart=true", "autorestart=true",
+                      "startsecs=0", "startretries=1000000", "stdout_logfile=NONE", "stderr_logfile=NONE",
+                      "stopwaitsecs=10", ""]
+        path = directory / "supervisord.conf"
+        path.write_text("\n".join(lines))
+        return [self.executable, "-n", "-c", str(path)]
+
+    def version(self) -> str:
+        return f"supervisord {_first_line([self.executable, '--version'])} on {_shebang_python(self.executable)}"
+
+
+class Haproxy(Tool):
+    def write_config(self, directory: Path, commands: list[list[str]]) -> list[str]:
+        # The smallest config a real deployment has: a master, one worker with one loopback frontend.
+        lines = ["global", "    master-worker", "    maxconn 256", "", "defaults", "    mode http",
+                 "    timeout connect 5s", "    timeout client 5s", "    timeout server 5s", "",
+                 "frontend bench", f"    bind 127.0.0.1:{_free_port()}", "    http-request return status 200", ""]
+        for i, argv in enumerate(commands):
+            lines += [f"program p{i}", f"    command {' '.join(argv)}", ""]
+        path = directory / "haproxy.cfg"
+        path.write_text("\n".join(lines))
+        return [self.executable, "-W", "-db", "-f", str(path)]
+
+    def version(self) -> str:
+        return _first_line([self.executable, "-v"])
+
+
+def _is_root() -> bool:
+    """As root, ``user=root`` states the intent, so supervisord does not log a CRIT line about it."""
+    return os.geteuid() == 0
+
+
+def _free_port() -> int:
+    """A loopback port nobody listens on now (the kernel picks it; a race with others is harmless here)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def default_tools(progset: str | None, supervisord: str | None, haproxy: str | None, pid1: bool) -> list[Tool]:
+    """progset from the project's venv, the other two from the Debian packages on PATH.
+
+    ``pid1`` adds progset as PID 1 of a new pid namespace, as in a pod: no ``setpriv`` in the exec
+    chain then (a PID 1 needs no parent-death signal), so each spawn is one exec instead of two.
+    """
+    progset = progset or str(PROJECT / ".venv" / "bin" / "progset-supervisor")
+    extra = []
+    if pid1:
+        unshare = shutil.which("unshare") or "/usr/bin/unshare"
+        extra.append(Progset("progset-pid1", progset, restarts=True,
+                             wrapper=(unshare, "--pid", "--fork", "--kill-child")))
+    return [
+        Progset("progset", progset, restarts=True),
+        *extra,
+        Supervisord("supervisord", supervisord or shutil.which("supervisord") or "/usr/bin/supervisord",
+                    restarts=True),
+        Haproxy("haproxy", haproxy or shutil.which("haproxy") or "/usr/sbin/haproxy", restarts=False),
+    ]
