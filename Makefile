@@ -41,7 +41,7 @@ crd: $(VENV)/.installed-test
 
 ## bench: compare progset with supervisord and HAProxy (see bench/README.md)
 bench: $(VENV)/.installed-test
-	$(PY) bench/run.py
+	$(PY) bench/supervisor_bench.py
 
 clean:
 	rm -rf $(VENV) $(RUNDIR) .pytest_cache .ruff_cache

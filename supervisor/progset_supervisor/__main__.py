@@ -7,8 +7,6 @@ HAProxy master needs few changes.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import os
 import resource
 import sys
@@ -16,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, load_path
+from .libc import libc
 from .log import Logger
 from .loop import Loop
 from .master import Master, Options
@@ -56,8 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def become_subreaper() -> bool:
     """Adopt orphans of our programs even when not PID 1, so nothing we started stays a zombie."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except OSError:
         return False
 

@@ -442,7 +442,7 @@ class Master:
     def _shutdown_progress(self) -> None:
         if self.finished:
             return
-        if any(s.pid is not None for s in self.programs.values()) or self.old:
+        if self.by_pid:  # a process of ours is still alive (current or old): O(1) per exit
             return
         self.finished = True
         for supervised in self.programs.values():

@@ -10,14 +10,14 @@ No polling: the inotify fd sits in the event loop like any socket.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from .config.loader import config_files
+from .config.loader import HAPROXY_SUFFIXES, YAML_SUFFIXES, config_files
+from .libc import libc
 from .loop import Loop, Timer
 
 IN_MODIFY = 0x002
@@ -40,10 +40,6 @@ class WatchError(Exception):
     pass
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
 def config_fingerprint(path: Path) -> bytes:
     """Digest of every byte the loader would read (resolving the kubelet's symlinks)."""
     digest = hashlib.sha256()
@@ -63,12 +59,13 @@ class ConfigWatcher:
     def __init__(self, loop: Loop, path: str, on_change: Callable[[], None], debounce: float = 0.2) -> None:
         self.loop = loop
         self.path = Path(path).absolute()
-        self.directory = self.path if self.path.is_dir() else self.path.parent
+        self.is_directory = self.path.is_dir()
+        self.directory = self.path if self.is_directory else self.path.parent
         self.on_change = on_change
         self.debounce = debounce
         self.fingerprint = config_fingerprint(self.path)
         self._timer: Timer | None = None
-        self._libc = _libc()
+        self._libc = libc()
         fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
             raise WatchError(f"inotify_init1 failed: {os.strerror(ctypes.get_errno())}")
@@ -83,6 +80,16 @@ class ConfigWatcher:
         """The content the master just loaded, so a reload by signal does not trigger another."""
         self.fingerprint = fingerprint
 
+    def _relevant(self, name: bytes) -> bool:
+        """Only events that can change what the loader reads count; a busy neighbour file in the same
+        directory (a log, a pid file) must neither wake a reload check nor delay one."""
+        if not name or name.startswith(b".."):  # the directory itself, or the kubelet's ..data swap
+            return True
+        text = os.fsdecode(name)
+        if self.is_directory:
+            return text.endswith(YAML_SUFFIXES + HAPROXY_SUFFIXES)
+        return text == self.path.name
+
     def _readable(self) -> None:
         try:
             data = os.read(self.fd, 64 * 1024)
@@ -92,11 +99,12 @@ class ConfigWatcher:
         offset = 0
         while offset + _EVENT.size <= len(data):
             _, _, _, length = _EVENT.unpack_from(data, offset)
+            name = data[offset + _EVENT.size: offset + _EVENT.size + length].rstrip(b"\0")
             offset += _EVENT.size + length
-            relevant = True
-        if relevant:
-            if self._timer is not None:
-                self._timer.cancel()
+            relevant = relevant or self._relevant(name)
+        # The first relevant event of a burst arms the timer; later ones do not push it back, so a
+        # directory that never stops changing still gets its change noticed within ``debounce``.
+        if relevant and self._timer is None:
             self._timer = self.loop.call_later(self.debounce, self._settled)
 
     def _settled(self) -> None:

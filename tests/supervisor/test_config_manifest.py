@@ -91,7 +91,7 @@ def test_json_is_yaml():
     ("", "p.yaml: no ProgramSet found: expected a document with 'apiVersion: progset.io/v1alpha1' and 'kind: "
          "ProgramSet' (or a top-level 'programs:' list); found kinds none"),
     ("programs:\n  - name: a\n    command: [x\n",
-     "p.yaml:4: YAML syntax error: expected ',' or ']', but got '<stream end>'"),
+     "p.yaml:4: YAML syntax error: did not find expected ',' or ']'"),
 ])
 def test_errors_name_file_and_line(text, expected):
     assert problems(text) == [expected]

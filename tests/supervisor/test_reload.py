@@ -23,6 +23,13 @@ def trap_program(name: str, marker_dir: Path, on_reload: str, extra: str = "", c
 {extra}"""
 
 
+def wait_traps(sup: Supervisor, names: str = "rks") -> None:
+    """Each trap program echoes its tag only after installing its traps: signalling it before that
+    would kill it with the default action."""
+    for name in names:
+        sup.out.wait_for(rf"^{name} \| v\d$")
+
+
 def signals_of(marker_dir: Path, name: str) -> list[str]:
     path = marker_dir / f"{name}.signals"
     return path.read_text().split() if path.exists() else []
@@ -52,6 +59,7 @@ def test_reload_by_signal_applies_each_on_reload_value(tmp_path: Path, sup_facto
     config = write_config(tmp_path, three(tmp_path))
     sup = sup_factory(config, "--no-watch")
     sup.wait_ready(3)
+    wait_traps(sup)
     r1, k1, s1 = (sup.forked_pids(n)[0] for n in "rks")
     sup.send(signal.SIGUSR2)
     sup.wait_log(r"Loading success\.", count=2)
@@ -73,6 +81,7 @@ def test_changed_kept_program_restarts_new_ones_start_removed_ones_stop(tmp_path
     config = write_config(tmp_path, three(tmp_path) + "  - name: gone\n    command: [sleep, '1000']\n")
     sup = sup_factory(config, "--no-watch")
     sup.wait_ready(4)
+    wait_traps(sup)
     (k1,), (gone,) = sup.forked_pids("k"), sup.forked_pids("gone")
     write_config(tmp_path, three(tmp_path, tag_k="v2") +
                  "  - name: fresh\n    command: [sleep, '1000']\n    onReload: keep\n")
@@ -91,6 +100,7 @@ def test_broken_config_changes_nothing_and_is_reported(tmp_path: Path, sup_facto
     config = write_config(tmp_path, three(tmp_path))
     sup = sup_factory(config, "--no-watch")
     sup.wait_ready(3)
+    wait_traps(sup)
     before = {n: sup.forked_pids(n) for n in "rks"}
     config.write_text(three(tmp_path) + "  - name: r\n    command: [true]\n    restart: sometimes\n")
     sup.send(signal.SIGHUP)
@@ -110,6 +120,7 @@ def test_edit_of_a_watched_file_reloads_without_a_signal(tmp_path: Path, sup_fac
     config = write_config(tmp_path, three(tmp_path))
     sup = sup_factory(config)
     sup.wait_ready(3)
+    wait_traps(sup)
     tmp = tmp_path / "new.tmp"
     tmp.write_text(three(tmp_path, tag_k="v2"))
     os.replace(tmp, config)  # editors and config tools replace the file by rename
@@ -147,6 +158,7 @@ def test_kubelet_configmap_symlink_swap_triggers_one_reload(tmp_path: Path, sup_
     kubelet_layout(mount, {"programs.yaml": three(markers)}, "2026_11_21_10_00_00.1")
     sup = sup_factory(mount)
     sup.wait_ready(3)
+    wait_traps(sup)
     r1, k1 = sup.forked_pids("r")[0], sup.forked_pids("k")[0]
     kubelet_layout(mount, {"programs.yaml": three(markers, tag_k="v2")}, "2026_11_21_10_01_00.2")
     sup.wait_log(r"Loading success\.", count=2)
@@ -178,4 +190,34 @@ def test_reload_waits_for_the_old_instance_before_starting_the_new(tmp_path: Pat
     exit_at = next(i for i, line in enumerate(lines) if f"Former program 'slowstop' ({old})" in line)
     new_at = max(i for i, line in enumerate(lines) if "New program 'slowstop'" in line)
     assert exit_at < new_at  # no overlap: the new instance could bind the same port
+    assert sup.stop() == 0
+
+
+def test_a_busy_neighbour_file_neither_wakes_nor_delays_the_watcher(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    config = write_config(tmp_path, three(tmp_path))
+    sup = sup_factory(config)
+    sup.wait_ready(3)
+    wait_traps(sup)
+    stop = threading.Event()
+
+    def scribble() -> None:  # e.g. a log file next to the config, written every 20 ms
+        with open(tmp_path / "app.log", "a") as log:
+            while not stop.wait(0.02):
+                log.write("line\n")
+                log.flush()
+
+    writer = threading.Thread(target=scribble)
+    writer.start()
+    try:
+        tmp = tmp_path / "new.tmp"
+        tmp.write_text(three(tmp_path, tag_k="v2"))
+        os.replace(tmp, config)
+        sup.wait_log(r"Reloading progset on config change", timeout=5)
+        sup.wait_log(r"Loading success\.", count=2)
+    finally:
+        stop.set()
+        writer.join()
+    assert len(sup.err.matching(r"Reloading progset")) == 1
     assert sup.stop() == 0

@@ -44,7 +44,9 @@ def _index(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
 
 def load_documents(text: str, filename: str) -> Iterator[YamlDocument]:
     """Every document in ``text``; YAML syntax errors become a ConfigError naming file and line."""
-    loader = yaml.SafeLoader(text)
+    # libyaml's parser (when PyYAML was built with it) is about six times faster and keeps the marks
+    # we take line numbers from.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
         while loader.check_node():
             node = loader.get_node()
