@@ -11,15 +11,16 @@ Two sources for "what the operator uses":
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterable
 from typing import Any
 
 import kmock
 import pytest
 
-from .helpers import NAMESPACE, RELEASE, REPO, Grant, Request, allowed, grants, objects, parse_usage
+from tests.operator import fixtures as operator_tests
+from tests.operator.emulator import is_test_request, rbac_verb
+
+from .helpers import NAMESPACE, RELEASE, Grant, Request, allowed, grants, objects, parse_usage
 
 WATCHED = ("team-a", "team-b")
 
@@ -119,25 +120,6 @@ def test_rbac_create_false_renders_no_rbac() -> None:
 
 # --- the operator running against the emulated API server -----------------------------------------------
 
-
-def _operator_test_fixtures() -> Any:
-    """The operator tests' conftest (emulator, kubeconfig, cluster fixtures and the ``running`` helper)."""
-    path = REPO / "tests" / "operator" / "conftest.py"
-    if str(path.parent) not in sys.path:  # its sibling modules (emulator) are imported by bare name
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("progset_chart_tests_operator_conftest", path)
-    assert spec and spec.loader, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-operator_tests = _operator_test_fixtures()
-emulator = operator_tests.emulator
-kubeconfig = operator_tests.kubeconfig
-cluster = operator_tests.cluster
-from emulator import is_test_request, rbac_verb  # noqa: E402  (on sys.path once the conftest is loaded)
 
 HELLO = [{"name": "hello", "command": ["echo", "hello, world"]}]
 BROKEN = [{"name": "api", "command": ["/bin/api"], "dependsOn": ["nope"]}]

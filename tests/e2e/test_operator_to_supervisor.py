@@ -14,28 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
-# The operator tests import their emulator as a top-level module (``from emulator import ...``, their
-# directory has no __init__.py and pytest puts it on sys.path only once it collects it). Make that
-# import work when this directory is run on its own too.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
-
 from progset_supervisor import __version__
-from tests.operator import conftest as operator_fixtures
-from tests.operator.conftest import Cluster, eventually, programset, ps_url
+from tests.operator.fixtures import Cluster, eventually, programset, ps_url
 from tests.supervisor.cli_helpers import exchange, socket_dir
 from tests.supervisor.helpers import Supervisor, pid_alive, wait_until
 from tests.supervisor.test_reload import kubelet_layout
-
-# The operator tests' fixtures: emulated API server, its kubeconfig, the running operator.
-emulator = operator_fixtures.emulator
-kubeconfig = operator_fixtures.kubeconfig
-cluster = operator_fixtures.cluster
-operator_options = operator_fixtures.operator_options
-operator = operator_fixtures.operator
 
 HASH_ANNOTATION = "progset.io/config-hash"
 NAMES = ("web", "api", "sidecar")

@@ -7,11 +7,9 @@ import string
 
 import pytest
 import yaml
-from crdschema import admit, structural_schema
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from conftest import REPO
 from progset_operator.__main__ import main
 from progset_operator.crd import (
     CONFIG_MAP_NAME_MAX,
@@ -31,6 +29,9 @@ from progset_supervisor.config.model import (
     parse_umask,
     signal_names,
 )
+
+from .crdschema import admit, structural_schema
+from .fixtures import REPO
 
 COMMITTED = REPO / "charts" / "progset" / "crds" / "programsets.progset.io.yaml"
 

@@ -6,8 +6,9 @@ import asyncio
 
 import kmock
 
-from conftest import Cluster, cm_url, eventually, programset, ps_url
 from progset_supervisor.config import load_yaml_text
+
+from .fixtures import Cluster, cm_url, eventually, programset, ps_url
 
 PROGRAMS = [{"name": "api", "command": ["/usr/bin/dataplaneapi"], "onReload": "keep"}]
 

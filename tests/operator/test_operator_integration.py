@@ -10,11 +10,12 @@ import asyncio
 
 import kmock
 import yaml
-from emulator import Emulator
 
-from conftest import Cluster, cm_url, eventually, programset, ps_url, running
 from progset_operator.runtime import Options
 from progset_supervisor.config import load_yaml_text
+
+from .emulator import Emulator
+from .fixtures import Cluster, cm_url, eventually, programset, ps_url, running
 
 HELLO = [{"name": "hello", "command": ["echo", "hello, world"], "restart": "never"}]
 API = [

@@ -14,8 +14,9 @@ from typing import Any
 
 import kmock
 import pytest
-from emulator import Emulator, parse_path_with_namespaces
 from kmock._internal import parsing
+
+from .emulator import Emulator, parse_path_with_namespaces
 
 CMS = "/api/v1/namespaces/default/configmaps"
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}

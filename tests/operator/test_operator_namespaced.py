@@ -11,8 +11,9 @@ import asyncio
 import kmock
 import pytest
 
-from conftest import Cluster, eventually, programset
 from progset_operator.runtime import Options
+
+from .fixtures import Cluster, eventually, programset
 
 HELLO = [{"name": "hello", "command": ["echo", "hello, world"]}]
 

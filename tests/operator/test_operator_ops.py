@@ -14,12 +14,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from emulator import rbac_usage
 
-from conftest import REPO, Cluster, cm_url, eventually, programset, ps_url, running
 from progset_operator.__main__ import main, options_from, parser
 from progset_operator.metrics import Metrics, serve
 from progset_operator.runtime import Options
+
+from .emulator import rbac_usage
+from .fixtures import REPO, Cluster, cm_url, eventually, programset, ps_url, running
 
 HELLO = [{"name": "hello", "command": ["echo", "hello, world"]}]
 

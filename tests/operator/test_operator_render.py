@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import yaml
-from emulator import merge_patch
 
 from progset_operator.render import (
     DATA_KEY,
@@ -18,6 +17,8 @@ from progset_operator.render import (
     render,
 )
 from progset_supervisor.config import ConfigError, load_yaml_text
+
+from .emulator import merge_patch
 
 UID = "0b8a3c52-1111-2222-3333-444455556666"
 

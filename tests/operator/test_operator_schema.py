@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from crdschema import admit
 
-from conftest import REPO
 from progset_supervisor.config import ConfigError, config_from_spec, load_path
+
+from .crdschema import admit
+from .fixtures import REPO
 
 EXAMPLES = sorted((REPO / "examples").glob("programset-*.yaml"))
 INVALID = sorted((REPO / "examples" / "invalid").glob("*.yaml"))
@@ -60,7 +61,7 @@ def test_invalid_example_is_rejected_where_it_says(path: Path) -> None:
 
 
 def test_each_cel_rule_is_exercised_by_an_invalid_example() -> None:
-    from crdschema import structural_schema
+    from .crdschema import structural_schema
 
     def rules(node: dict) -> list[str]:
         found = [r["message"] for r in node.get("x-kubernetes-validations", [])]

@@ -336,9 +336,10 @@ def test_failed_reload_and_prompt() -> None:
 
 
 def test_reload_already_in_progress() -> None:
-    slow = CONFIG + ("  - name: slow\n    command: [sh, -c, \"trap 'sleep 1.5; exit 0' TERM; "
+    slow = CONFIG + ("  - name: slow\n    command: [sh, -c, \"trap 'sleep 1.5; exit 0' TERM; echo trapped; "
                      "while :; do sleep 0.05; done\"]\n")
     with socket_dir() as directory, CliSupervisor(directory, slow, programs=4) as sup:
+        sup.out.wait_for(r"^slow \| trapped$")  # a TERM before the trap is set would end it at once
         old = program_pid(sup, "slow")
         first = Conn(sup.sock)
         first.send("reload\n")
@@ -355,8 +356,9 @@ def test_reload_already_in_progress() -> None:
 
 def test_one_client_waiting_does_not_block_others() -> None:
     slow = ("programs:\n  - name: slow\n"
-            "    command: [sh, -c, \"trap 'sleep 1; exit 0' TERM; while :; do sleep 0.05; done\"]\n")
+            "    command: [sh, -c, \"trap 'sleep 1; exit 0' TERM; echo trapped; while :; do sleep 0.05; done\"]\n")
     with socket_dir() as directory, CliSupervisor(directory, slow, programs=1) as sup:
+        sup.out.wait_for(r"^slow \| trapped$")
         waiting = Conn(sup.sock)
         waiting.send("stop slow\necho after-stop\n")
         wait_until(lambda: "STOPPING" in exchange(sup.sock, b"show programs\n").decode())

@@ -221,3 +221,44 @@ def test_a_busy_neighbour_file_neither_wakes_nor_delays_the_watcher(tmp_path: Pa
         writer.join()
     assert len(sup.err.matching(r"Reloading progset")) == 1
     assert sup.stop() == 0
+
+
+def test_sigterm_in_the_middle_of_a_reload_stops_everything_cleanly(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+    text = """programs:
+  - name: slowstop
+    command: ["sh", "-c", "trap 'sleep 0.5; exit 0' TERM; echo up; while :; do sleep 0.05; done"]
+  - name: plain
+    command: ["sleep", "1000"]
+    onReload: keep
+"""
+    config = write_config(tmp_path, text)
+    sup = sup_factory(config, "--no-watch")
+    sup.wait_ready(2)
+    sup.out.wait_for(r"^slowstop \| up$")
+    (old,), (plain,) = sup.forked_pids("slowstop"), sup.forked_pids("plain")
+    sup.send(signal.SIGHUP)
+    sup.wait_log(r"Restarting program 'slowstop'")  # the old instance is now stopping (0.5 s)
+    sup.send(signal.SIGTERM)
+    assert sup.proc.wait(15) == 0
+    assert sup.forked_pids("slowstop") == [old]  # the replacement was never started
+    assert not pid_alive(old) and not pid_alive(plain)
+    sup.wait_log(r"All programs exited\. Exiting\.\.\. \(0\)")
+
+
+def test_reload_signals_during_a_reload_are_coalesced_into_one_more(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+    text = """programs:
+  - name: slowstop
+    command: ["sh", "-c", "trap 'sleep 0.3; exit 0' TERM; echo up; while :; do sleep 0.05; done"]
+"""
+    config = write_config(tmp_path, text)
+    sup = sup_factory(config, "--no-watch")
+    sup.wait_ready(1)
+    sup.out.wait_for(r"^slowstop \| up$")
+    sup.send(signal.SIGHUP)
+    sup.wait_log(r"Restarting program 'slowstop'")
+    for _ in range(3):  # while the first reload waits for the old instance
+        sup.send(signal.SIGUSR2)
+    sup.wait_log(r"Reloading progset on queued request")
+    sup.wait_log(r"Loading success\.", count=3)
+    assert len(sup.err.matching(r"Reloading progset")) == 2  # the first, then one for all three signals
+    assert sup.stop() == 0
