@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .helpers import Supervisor, pid_alive, wait_until, write_config
+from .helpers import pid_alive, started, wait_until, write_config
 
 PY = sys.executable
 
@@ -23,16 +23,8 @@ def yaml_programs(*programs: str) -> str:
 
 @pytest.fixture
 def run(tmp_path: Path):  # type: ignore[no-untyped-def]
-    started: list[Supervisor] = []
-
-    def start(config_text: str, *args: str, name: str = "programs.yaml", **kwargs) -> Supervisor:  # type: ignore[no-untyped-def]
-        sup = Supervisor(write_config(tmp_path, config_text, name), *args, **kwargs)
-        started.append(sup)
-        return sup
-
-    yield start
-    for sup in started:
-        sup.kill()
+    with started(tmp_path) as start:
+        yield start
 
 
 def test_spawn_options_argv_env_cwd_umask_pgid_and_no_leaked_fds(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

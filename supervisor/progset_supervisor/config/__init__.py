@@ -1,9 +1,10 @@
 """The configuration contract shared by the supervisor and the operator."""
 
+import importlib
+from typing import Any
+
 from .errors import ConfigError, Problem
-from .haproxy import load_haproxy_text
 from .loader import load_path, load_text
-from .manifest import load_yaml_text, render_document
 from .model import (
     API_VERSION,
     KIND,
@@ -23,3 +24,13 @@ __all__ = [
     "Program", "Source", "config_from_spec", "load_haproxy_text", "load_path", "load_text", "load_yaml_text",
     "parse_signal", "render_document", "spec_hash",
 ]
+
+# Loaded on first access (PEP 562), like the loaders in ``loader.load_text``: importing the package
+# must not import both syntaxes' parsers.
+_LAZY = {"load_haproxy_text": ".haproxy", "load_yaml_text": ".manifest", "render_document": ".manifest"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,8 +11,6 @@ import os
 from pathlib import Path as FsPath
 
 from .errors import ConfigError, Problem
-from .haproxy import load_haproxy_text
-from .manifest import load_yaml_text
 from .model import Config, Path
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
@@ -24,8 +22,14 @@ def load_text(text: str, filename: str, *, check_references: bool = True) -> Con
 
     ``check_references=False`` lets ``dependsOn``/``readyPrograms`` name programs of other files.
     """
+    # Each syntax's loader is imported on first use: a supervisor reading haproxy.cfg never pays for
+    # PyYAML's import (~25 ms, several MB), one reading YAML never pays for the HAProxy tokenizer.
     if filename.endswith(YAML_SUFFIXES):
+        from .manifest import load_yaml_text
+
         return load_yaml_text(text, filename, check_references=check_references)
+    from .haproxy import load_haproxy_text
+
     return load_haproxy_text(text, filename, check_references=check_references)
 
 
