@@ -87,6 +87,7 @@ def test_program_ignoring_sigterm_is_sigkilled_after_its_timeout(run) -> None:  
     command: ["sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 1; done"]
     stopTimeoutSeconds: 0.5
 """))
+    sup.wait_ready(1)  # stdout and stderr are read by different threads: wait for the fork line too
     sup.out.wait_for(r"stubborn \| trapped")
     (pid,) = sup.forked_pids("stubborn")
     assert sup.stop() == 0
