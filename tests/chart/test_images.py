@@ -93,8 +93,6 @@ def test_only_the_needed_dependencies_pinned(name: str) -> None:
     wanted = {requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
     for extra in IMAGES[name]["extras"]:
         wanted |= {requirement_name(r) for r in PYPROJECT["project"]["optional-dependencies"][extra]}
-    if name == "operator":
-        wanted.discard("psutil")  # only the supervisor's process metrics import it
     assert set(pins(name)) == wanted
     assert all(re.fullmatch(r"\d+(\.\d+)+", version) for version in pins(name).values())
     # The package itself must not pull anything unpinned in.
