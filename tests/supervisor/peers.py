@@ -30,12 +30,15 @@ frontend fe
 """
 
 
-def require(binary: str) -> str:
+def require(binary: str, package: str | None = None) -> str:
+    """The path of an optional system binary: skip without it, or fail when CI demands every peer
+    (``PROGSET_REQUIRE_PEERS=1``, set by ``.ci/run``, which installs them)."""
     path = shutil.which(binary)
     if path is None:
+        hint = f" (Debian package '{package}')" if package else ""
         if os.environ.get("PROGSET_REQUIRE_PEERS") == "1":
-            pytest.fail(f"{binary} is required (PROGSET_REQUIRE_PEERS=1) but not installed")
-        pytest.skip(f"{binary} not installed")
+            pytest.fail(f"{binary} is required (PROGSET_REQUIRE_PEERS=1) but not installed{hint}")
+        pytest.skip(f"{binary} not installed{hint}")
     return path
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,18 +24,10 @@ import pytest
 
 from .helpers import PROJECT, Supervisor, http_get, http_port, program, scrape, scrape_until, started
 from .helpers import programs_config as programs
+from .peers import require
 
 DASHBOARD = PROJECT / "charts" / "progset" / "dashboards" / "progset.json"
 FAST = {"initialSeconds": 0.05, "maxSeconds": 0.1, "resetAfterSeconds": 60}
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("PROGSET_REQUIRE_PEERS") == "1":
-            pytest.fail(f"{name} is required (PROGSET_REQUIRE_PEERS=1); install Debian's 'prometheus' package")
-        pytest.skip(f"{name} not installed (Debian package 'prometheus')")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +49,7 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Super
 
 
 def test_promtool_accepts_a_real_scrape(supervisor: tuple[Supervisor, int]) -> None:
-    promtool = binary("promtool")
+    promtool = require("promtool", "prometheus")
     _, port = supervisor
     text = scrape_until(port, lambda s: s.get("progset_program_state", program="flappy", state="BACKOFF") == 1).text
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
@@ -117,7 +108,7 @@ class Prometheus:
 
 @pytest.fixture
 def prometheus(supervisor: tuple[Supervisor, int], tmp_path: Path) -> Iterator[Prometheus]:
-    executable = binary("prometheus")
+    executable = require("prometheus", "prometheus")
     _, target = supervisor
     config = tmp_path / "prometheus.yml"
     config.write_text(json.dumps({

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from .helpers import Supervisor, wait_until, write_config
+from .peers import require
 
 REQUIRE = os.environ.get("PROGSET_REQUIRE_PEERS") == "1"
 
@@ -22,15 +23,6 @@ def need_root() -> None:
         if REQUIRE:
             pytest.fail("these tests need root (user switching, PID namespaces); CI runs as root")
         pytest.skip("needs root: user switching and PID namespaces")
-
-
-def need_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if REQUIRE:
-            pytest.fail(f"{name} is required (PROGSET_REQUIRE_PEERS=1)")
-        pytest.skip(f"{name} not installed")
-    return path
 
 
 @pytest.fixture
@@ -43,7 +35,7 @@ def started():  # type: ignore[no-untyped-def]
 
 def test_as_pid1_a_thousand_orphaned_grandchildren_leave_no_zombie(tmp_path: Path, started) -> None:  # type: ignore[no-untyped-def]
     need_root()
-    need_binary("unshare")
+    require("unshare", "util-linux")
     config = write_config(tmp_path, """programs:
   - name: orphan-maker
     command: ["sh", "-c", "i=0; while [ $i -lt 1000 ]; do (sleep 0.2 &); i=$((i+1)); done; echo spawned;
@@ -119,7 +111,7 @@ def test_user_and_group_by_name_and_number(started) -> None:  # type: ignore[no-
 
 def test_non_root_supervisor_reports_that_it_cannot_switch_user(started) -> None:  # type: ignore[no-untyped-def]
     need_root()
-    need_binary("setpriv")
+    require("setpriv", "util-linux")
     work = world_readable_dir()
     config = write_config(work, "programs:\n"
                           + identity_probe(work / "self.json", "self", "    user: nobody\n")
