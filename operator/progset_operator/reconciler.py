@@ -28,7 +28,16 @@ from progset_supervisor.config import ConfigError
 from . import status as st
 from .kube import ApiError, KubeClient, configmap_path, programset_path
 from .metrics import Metrics
-from .render import Desired, configmap_patch, conflict, controller_of, is_programset_ref, problems_text, render
+from .render import (
+    CONFIGMAP_DATA_MAX,
+    Desired,
+    configmap_patch,
+    conflict,
+    controller_of,
+    is_programset_ref,
+    problems_text,
+    render,
+)
 
 log = logging.getLogger("progset_operator")
 
@@ -49,6 +58,10 @@ def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
 
 class InvalidSpec(Exception):
     """The spec passed the CRD schema (or skipped it) but not the model."""
+
+
+class TooLarge(Exception):
+    """The spec is valid but its rendering does not fit in a ConfigMap."""
 
 
 class Conflict(Exception):
@@ -120,6 +133,9 @@ class Reconciler:
             except InvalidSpec as exc:
                 result = "invalid"
                 raise kopf.PermanentError(f"invalid spec: {exc}") from None
+            except TooLarge as exc:  # like an invalid spec, only an edit of the spec can fix it
+                result = "invalid"
+                raise kopf.PermanentError(str(exc)) from None
             except Conflict as exc:
                 result = "conflict"
                 raise kopf.TemporaryError(str(exc), delay=CONFLICT_RETRY_SECONDS) from None
@@ -150,8 +166,20 @@ class Reconciler:
             raise InvalidSpec(message) from None
 
         self._set_valid(key, True)
-        self._desired[key] = desired
         valid = st.valid_condition(desired.programs)
+        if desired.data_size > CONFIGMAP_DATA_MAX:
+            # The API server would answer 422 on every attempt: say so once, keep the old ConfigMap
+            # (and the last rendering that fits, for drift repair), and wait for the next edit.
+            if trigger == DRIFT:
+                return await self._restore_last_good(key, body)
+            message = (f"the rendered ConfigMap {desired.name} would hold {desired.data_size} bytes, more than "
+                       f"the {CONFIGMAP_DATA_MAX} bytes a ConfigMap can; make the spec smaller")
+            observed = st.Observed(generation, valid, st.not_rendered_condition("TooLarge", message, current))
+            if await self._write_status(body, observed):
+                log.warning("ProgramSet %s/%s: generation %d not rendered: %s", *key, generation, message)
+                self.emit(body, "Warning", "TooLarge", message)
+            raise TooLarge(message)
+        self._desired[key] = desired
         try:
             result = await self._ensure_configmap(desired)
         except Conflict as exc:

@@ -28,6 +28,11 @@ HASH_ANNOTATION = "progset.io/config-hash"
 DATA_KEY = "programs.yaml"
 CONFIGMAP_SUFFIX = "-programs"
 CONFIGMAP_NAME_MAX = 253
+# The API server refuses a ConfigMap whose values add up to more than 1 MiB (corev1.MaxSecretSize).
+# A ProgramSet can be bigger than that (etcd stores objects up to ~1.5 MiB) and the rendering, fully
+# defaulted, is bigger than the spec; the reconciler checks this before asking, so the user gets a
+# clear condition instead of a 422 retried forever.
+CONFIGMAP_DATA_MAX = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,11 @@ class Desired:
     @property
     def programs(self) -> int:
         return len(self.config.programs)
+
+    @property
+    def data_size(self) -> int:
+        """Bytes of the ConfigMap's values, as the API server counts them against its 1 MiB limit."""
+        return sum(len(value.encode()) for value in self.body["data"].values())
 
 
 def source_of(body: Mapping[str, Any]) -> Source:

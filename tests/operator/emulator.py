@@ -29,6 +29,9 @@ import kmock
 from kmock._internal import enums, parsing, rendering
 
 MUTATING = (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE)
+# The API server refuses a ConfigMap whose data and binaryData values add up to more than 1 MiB
+# (ValidateConfigMap, corev1.MaxSecretSize) with a 422.
+CONFIGMAP_DATA_MAX = 1024 * 1024
 KMOCK_USER_AGENT_PREFIX = "kmock/"
 
 
@@ -120,6 +123,7 @@ class Emulator(kmock.KubernetesEmulator):
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             meta["generation"] = 1
+            self._check_configmap_size(request, request.data)
             meta["resourceVersion"] = self._next_revision()
         elif request.action == enums.action.UPDATE:
             self._stamp_patch(request)
@@ -145,6 +149,7 @@ class Emulator(kmock.KubernetesEmulator):
             new = merge_patch(old, request.data)
         else:
             return
+        self._check_configmap_size(request, new)
         generation = int(old_meta.get("generation") or 1)
         if request.subresource is None and new.get("spec") != old.get("spec"):
             generation += 1
@@ -154,6 +159,16 @@ class Emulator(kmock.KubernetesEmulator):
         else:
             meta = request.data.get("metadata") or {}
             request.data["metadata"] = {**meta, **stamp}
+
+    @staticmethod
+    def _check_configmap_size(request: rendering.Request, body: Any) -> None:
+        if request.resource != kmock.resource("v1/configmaps") or not isinstance(body, Mapping):
+            return
+        size = sum(len(str(v).encode()) for field in ("data", "binaryData") for v in (body.get(field) or {}).values())
+        if size > CONFIGMAP_DATA_MAX:
+            raise kmock.KubernetesError(status=422, reason="Invalid",
+                                        message=f"ConfigMap is invalid: []: Too long: must have at most "
+                                                f"{CONFIGMAP_DATA_MAX} bytes")
 
     def _objects_of(self, request: rendering.Request) -> Iterable[tuple[Any, bool]]:
         """(object, deleted) pairs of the requested resource, namespace and name."""

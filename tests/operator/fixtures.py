@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp.test_utils
+import aiohttp.web
 import kmock
 import kopf
 import pytest
@@ -102,6 +104,22 @@ class Cluster:
         return [r for r in self.emu if r.method in ("POST", "PATCH", "PUT", "DELETE") and not is_test_request(r)]
 
 
+# kube-apiserver takes request bodies up to 3 MiB (etcd then stores objects up to ~1.5 MiB); aiohttp's
+# default is 1 MiB, which would hide what happens with ProgramSets between those sizes.
+REQUEST_BODY_MAX = 3 * 1024 * 1024
+
+
+class _Server(aiohttp.test_utils.RawTestServer):
+    async def _make_runner(self, debug: bool = True, **kwargs: Any) -> Any:
+        loop = self._loop
+
+        def request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> aiohttp.web.BaseRequest:
+            return aiohttp.web.BaseRequest(message, payload, protocol, writer, task, loop,
+                                           client_max_size=REQUEST_BODY_MAX)
+
+        return await super()._make_runner(debug=debug, request_factory=request, **kwargs)
+
+
 @pytest.fixture
 async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Emulator]:
     monkeypatch.setattr(parsing, "parse_path", parse_path_with_namespaces(parsing.parse_path))
@@ -113,7 +131,7 @@ async def emulator(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Emulator]:
     for ns in NAMESPACES:
         emu.objects["v1/namespaces", None, ns] = {"apiVersion": "v1", "kind": "Namespace",
                                                   "metadata": {"name": ns, "resourceVersion": "0"}}
-    async with emu, kmock.Server(emu):
+    async with emu, kmock.Server(emu, server_cls=_Server):
         yield emu
         # kmock answers its own crashes with HTTP 500 and only collects them: fail the test on those.
         crashes = [e for e in emu.errors if not (isinstance(e, kmock.KubernetesError) and e.status < 500)]

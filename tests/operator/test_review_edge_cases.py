@@ -1,0 +1,41 @@
+"""Edge cases found in review, each run with the real operator against the emulated API server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import kmock
+
+from .emulator import CONFIGMAP_DATA_MAX
+from .fixtures import Cluster, eventually, programset, ps_url
+from .test_operator_integration import HELLO, conditions, events, settled
+
+
+def _big(n: int, size: int) -> list[dict]:
+    """``n`` programs that the CRD admits, each with one argument of ``size`` characters."""
+    return [{"name": f"p{i}", "command": ["/bin/app", "x" * size]} for i in range(n)]
+
+
+async def test_rendering_over_the_configmap_size_limit_is_a_clear_condition_not_a_retry_loop(
+        operator, cluster: Cluster, emulator) -> None:
+    # 3 x 400 kB of arguments: a ProgramSet the API server stores (its limit is ~1.5 MiB), but a
+    # ConfigMap it refuses (data over 1 MiB).
+    await cluster.create(programset("big", _big(3, 400_000)))
+    ps = await eventually(lambda: settled(cluster, "big", 1))
+    assert conditions(ps) == {"Valid": ("True", "Valid"), "Rendered": ("False", "TooLarge")}
+    rendered = next(c for c in ps["status"]["conditions"] if c["type"] == "Rendered")
+    assert str(CONFIGMAP_DATA_MAX) in rendered["message"]
+    warning = await eventually(lambda: events(emulator, "TooLarge"))
+    assert warning[0]["type"] == "Warning"
+
+    await asyncio.sleep(0.3)  # not retried: only an edit of the spec can make it fit
+    cm_writes = [r for r in cluster.writes() if r.resource == kmock.resource("v1/configmaps")]
+    assert cm_writes == []
+    assert cluster.configmap("big-programs") is None
+    assert len([r for r in cluster.writes() if r.subresource == "status"]) == 1
+
+    # Shrinking it renders, and Rendered flips back.
+    await cluster.patch(ps_url("default", "big"), {"spec": {"programs": HELLO}})
+    ps = await eventually(lambda: settled(cluster, "big", 2))
+    assert conditions(ps) == {"Valid": ("True", "Valid"), "Rendered": ("True", "Rendered")}
+    assert cluster.configmap("big-programs") is not None
