@@ -40,7 +40,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler,
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def programset_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         if event.get("type") == "DELETED":
-            reconciler.forget(*key_of(dict(body)))
+            reconciler.forget(*key_of(dict(body)), uid=body.get("metadata", {}).get("uid"))
 
     @kopf.on.event("v1", "configmaps", labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
     async def configmap_drift(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:

@@ -87,6 +87,8 @@ class Reconciler:
         # API call, and lets drift be repaired while the current spec is invalid.
         self._desired: dict[Key, Desired] = {}
         self._valid: dict[Key, bool] = {}
+        # ProgramSets deleted while a reconcile of theirs was running (uid, or None if unknown).
+        self._forgotten: dict[Key, str | None] = {}
 
     # --- bookkeeping ---------------------------------------------------------------------------------
 
@@ -101,16 +103,24 @@ class Reconciler:
         valid = sum(1 for v in self._valid.values() if v)
         self.metrics.set_programsets(valid=valid, invalid=len(self._valid) - valid)
 
-    def forget(self, namespace: str, name: str) -> None:
+    def forget(self, namespace: str, name: str, uid: str | None = None) -> None:
         """The ProgramSet is gone: drop its state so its ConfigMap's deletion is not "repaired"."""
         key = (namespace, name)
-        self._desired.pop(key, None)
-        self._valid.pop(key, None)
+        self._drop_state(key)
         lock = self._locks.get(key)
         if lock is not None and not lock.locked():
             del self._locks[key]
-        self._publish_counts()
+        elif lock is not None:
+            # A reconcile is running, e.g. a drift repair that read the owner just before it was deleted;
+            # it would store the state again when it ends (and count a ProgramSet that no longer
+            # exists, forever): have it drop the state then.
+            self._forgotten[key] = uid
         log.info("ProgramSet %s/%s: deleted; its ConfigMap is left to garbage collection", namespace, name)
+
+    def _drop_state(self, key: Key) -> None:
+        self._desired.pop(key, None)
+        self._valid.pop(key, None)
+        self._publish_counts()
 
     def counts(self) -> dict[str, int]:
         valid = sum(1 for v in self._valid.values() if v)
@@ -123,28 +133,39 @@ class Reconciler:
 
     async def reconcile(self, body: Mapping[str, Any], *, trigger: str = CHANGE) -> str:
         """Bring the ConfigMap and status in line with ``body``; returns the ConfigMap outcome."""
+        async with self._lock(key_of(body)):
+            return await self._reconcile_locked(body, trigger)
+
+    async def _reconcile_locked(self, body: Mapping[str, Any], trigger: str) -> str:
         key = key_of(body)
-        async with self._lock(key):
-            started = time.perf_counter()
-            result = "error"
-            try:
-                result = await self._reconcile(body, trigger)
-                return result
-            except InvalidSpec as exc:
-                result = "invalid"
-                raise kopf.PermanentError(f"invalid spec: {exc}") from None
-            except TooLarge as exc:  # like an invalid spec, only an edit of the spec can fix it
-                result = "invalid"
-                raise kopf.PermanentError(str(exc)) from None
-            except Conflict as exc:
-                result = "conflict"
-                raise kopf.TemporaryError(str(exc), delay=CONFLICT_RETRY_SECONDS) from None
-            except ApiError as exc:
-                log.warning("ProgramSet %s/%s: API error, retrying in %gs: %s", *key, API_RETRY_SECONDS, exc)
-                raise kopf.TemporaryError(f"API error: {exc}", delay=API_RETRY_SECONDS) from exc
-            finally:
-                self.metrics.count(result)
-                self.metrics.duration.observe(time.perf_counter() - started)
+        started = time.perf_counter()
+        result = "error"
+        try:
+            result = await self._reconcile(body, trigger)
+            return result
+        except InvalidSpec as exc:
+            result = "invalid"
+            raise kopf.PermanentError(f"invalid spec: {exc}") from None
+        except TooLarge as exc:  # like an invalid spec, only an edit of the spec can fix it
+            result = "invalid"
+            raise kopf.PermanentError(str(exc)) from None
+        except Conflict as exc:
+            result = "conflict"
+            raise kopf.TemporaryError(str(exc), delay=CONFLICT_RETRY_SECONDS) from None
+        except ApiError as exc:
+            log.warning("ProgramSet %s/%s: API error, retrying in %gs: %s", *key, API_RETRY_SECONDS, exc)
+            raise kopf.TemporaryError(f"API error: {exc}", delay=API_RETRY_SECONDS) from exc
+        finally:
+            self.metrics.count(result)
+            self.metrics.duration.observe(time.perf_counter() - started)
+            self._settle_forgotten(key, (body.get("metadata") or {}).get("uid"))
+
+    def _settle_forgotten(self, key: Key, uid: object) -> None:
+        """Under the lock, at the end: drop the state again if this ProgramSet was deleted meanwhile."""
+        if key in self._forgotten:
+            gone = self._forgotten.pop(key)
+            if gone is None or gone == uid:
+                self._drop_state(key)
 
     async def _reconcile(self, body: Mapping[str, Any], trigger: str) -> str:
         key = key_of(body)
@@ -307,13 +328,19 @@ class Reconciler:
         if (event_type != "DELETED" and desired is not None and desired.name == meta.get("name")
                 and desired.owner_uid == ref.get("uid") and configmap_patch(configmap, desired) is None):
             return None  # our own write coming back, or an edit that changed nothing we own
-        owner = await self._call(self.client.get, programset_path(key[0], key[1]))
-        owner_meta = (owner or {}).get("metadata") or {}
-        if owner is None or owner_meta.get("uid") != ref.get("uid") or owner_meta.get("deletionTimestamp"):
-            return None  # the owner is gone: garbage collection's business, not drift
-        log.info("ProgramSet %s/%s: ConfigMap %s was %s; restoring", *key, meta.get("name"),
-                 "deleted" if event_type == "DELETED" else "modified")
-        result = await self.reconcile(owner, trigger=DRIFT)
+        # Read the owner under its lock and repair under the same lock: a deletion of the owner in
+        # between is then seen by forget() as "a reconcile is running" and undone at its end.
+        async with self._lock(key):
+            try:
+                owner = await self._call(self.client.get, programset_path(key[0], key[1]))
+                owner_meta = (owner or {}).get("metadata") or {}
+                if owner is None or owner_meta.get("uid") != ref.get("uid") or owner_meta.get("deletionTimestamp"):
+                    return None  # the owner is gone: garbage collection's business, not drift
+                log.info("ProgramSet %s/%s: ConfigMap %s was %s; restoring", *key, meta.get("name"),
+                         "deleted" if event_type == "DELETED" else "modified")
+                result = await self._reconcile_locked(owner, trigger=DRIFT)
+            finally:
+                self._settle_forgotten(key, ref.get("uid"))
         if result in ("created", "updated"):
             self.metrics.repairs.inc()
         return result

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import kmock
 
 from .emulator import CONFIGMAP_DATA_MAX
-from .fixtures import Cluster, eventually, programset, ps_url
+from .fixtures import Cluster, cm_url, eventually, programset, ps_url
 from .test_operator_integration import HELLO, conditions, events, settled
 
 
@@ -39,3 +40,36 @@ async def test_rendering_over_the_configmap_size_limit_is_a_clear_condition_not_
     ps = await eventually(lambda: settled(cluster, "big", 2))
     assert conditions(ps) == {"Valid": ("True", "Valid"), "Rendered": ("True", "Rendered")}
     assert cluster.configmap("big-programs") is not None
+
+
+async def test_programset_deleted_during_a_drift_repair_is_not_counted_again(operator, cluster: Cluster) -> None:
+    """A drift repair reads the owner, the owner is deleted, then the repair finishes: nothing may stay."""
+    await cluster.create(programset("web", HELLO))
+    await eventually(lambda: settled(cluster, "web", 1))
+    await eventually(lambda: operator.metrics.value("progset_operator_programsets", {"valid": "true"}) == 1)
+
+    client = operator.client
+    real_get = client.get
+    fetched, release = threading.Event(), threading.Event()
+
+    def slow_get(path: str):  # runs in a worker thread (the reconciler uses asyncio.to_thread)
+        found = real_get(path)
+        if "/programsets/" in path:  # only the drift handler reads a ProgramSet
+            fetched.set()
+            release.wait(5)
+        return found
+
+    client.get = slow_get  # type: ignore[method-assign]
+    try:
+        await cluster.patch(cm_url("default", "web-programs"), {"data": {"programs.yaml": "tampered"}})
+        await eventually(fetched.is_set)
+        await cluster.delete(ps_url("default", "web"))
+        await eventually(lambda: operator.metrics.value("progset_operator_programsets", {"valid": "true"}) == 0)
+    finally:
+        release.set()
+    # The repair goes on with the owner it read (harmless: the garbage collector removes what it writes).
+    await eventually(lambda: operator.metrics.value("progset_operator_reconciles_total", {"result": "updated"}) == 1)
+    await asyncio.sleep(0.1)
+    assert operator.reconciler.counts() == {"valid": 0, "invalid": 0}
+    assert operator.metrics.value("progset_operator_programsets", {"valid": "true"}) == 0
+    assert ("default", "web") not in operator.reconciler._desired
