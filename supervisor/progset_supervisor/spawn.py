@@ -138,3 +138,5 @@ def spawn(program: Program, base_env: dict[str, str], *, pdeathsig: bool) -> sub
         raise SpawnError(f"cannot start {program.command[0]}: {exc.strerror or exc}") from None
     except OSError as exc:
         raise SpawnError(f"cannot start {program.command[0]}: {exc.strerror or exc}") from None
+    except (ValueError, OverflowError) as exc:  # the model rejects these inputs; never let one kill the loop
+        raise SpawnError(f"cannot start {program.command[0]}: {exc}") from None

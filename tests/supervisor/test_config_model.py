@@ -304,3 +304,19 @@ def test_to_spec_round_trips():
     again = config_from_spec(config.to_spec())
     assert again.programs == config.programs
     assert again.hash == config.hash
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("command", ["sleep\x00", "1"], "spec.programs[0].command[0]: must not contain a NUL byte"),
+    ("workingDir", "/tmp\x00x", "spec.programs[0].workingDir: must not contain a NUL byte"),
+    ("user", "4294967295", "spec.programs[0].user: numeric user id must be at most 4294967294, got 4294967295"),
+    ("group", "9" * 30, f"spec.programs[0].group: numeric group id must be at most 4294967294, got {'9' * 30}"),
+    ("stopTimeoutSeconds", 1e308, "spec.programs[0].stopTimeoutSeconds: must be at most 31622400 seconds (a year), "
+                                  "got 1e+308"),
+])
+def test_values_exec_or_timers_could_not_use_are_refused(field: str, value: object, message: str) -> None:
+    """Each of these once got past validation and would have failed at spawn time or in the event loop."""
+    program = {"name": "a", "command": ["sleep", "1"], field: value}
+    with pytest.raises(ConfigError) as caught:
+        config_from_spec({"programs": [program]})
+    assert [str(p) for p in caught.value.problems] == [message]

@@ -34,6 +34,8 @@ NAME_MAX = 63
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_PROGRAMS = 2000
 MAX_ARGS = 4096
+MAX_SECONDS = 366 * 24 * 3600  # a year: any duration beyond is a typo, and timers must stay representable
+MAX_ID = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is the kernel's "no change" value
 
 DEFAULT_BACKOFF_INITIAL = 0.5
 DEFAULT_BACKOFF_MAX = 30.0
@@ -259,6 +261,9 @@ class _Checker:
         if value < minimum or (exclusive and value == minimum):
             self.fail(path, f"must be {'greater than' if exclusive else 'at least'} {minimum:g}, got {value!r}")
             return None
+        if value > MAX_SECONDS:
+            self.fail(path, f"must be at most {MAX_SECONDS} seconds (a year), got {value!r}")
+            return None
         return float(value)
 
     def string(self, value: object, path: Path, *, empty_ok: bool = False) -> str | None:
@@ -269,6 +274,9 @@ class _Checker:
         text = str(value)
         if not text and not empty_ok:
             self.fail(path, "must not be empty")
+            return None
+        if "\x00" in text:  # exec and the C library end strings there: it could never mean what it says
+            self.fail(path, "must not contain a NUL byte")
             return None
         return text
 
@@ -389,6 +397,9 @@ def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | No
     for key in ("user", "group"):
         value = raw.get(key)
         ids[key] = None if value is None else check.string(value, (*path, key))
+        if ids[key] is not None and ids[key].isdigit() and int(ids[key]) > MAX_ID:  # type: ignore[union-attr]
+            check.fail((*path, key), f"numeric {key} id must be at most {MAX_ID}, got {ids[key]}")
+            ids[key] = None
 
     restart = check.choice(raw.get("restart", "on-failure"), (*path, "restart"), RESTART_POLICIES)
     backoff = Backoff()
