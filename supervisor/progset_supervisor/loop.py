@@ -158,7 +158,8 @@ class Loop:
             callback(*args)
 
     def run_forever(self) -> None:
-        self._stopping = False
+        # A stop requested before the loop ran (a critical program that cannot start during the first
+        # load) must still end it: resetting the flag here made the supervisor hang forever.
         while not self._stopping:
             self.run_once()
 

@@ -244,6 +244,10 @@ class Master:
             ordered[program.name] = previous.get(program.name) or Supervised(self, program)
         self.programs = ordered
         for action in actions:
+            # A critical program that cannot start shuts everything down in the middle of a plan: the
+            # rest of the plan must not start or replace programs the shutdown has already accounted for.
+            if self.shutting_down:
+                break
             if action.kind != "stop":
                 self._apply_one(action, run)
 

@@ -181,6 +181,8 @@ class Supervised:
         """Start now if every ``dependsOn`` program runs, otherwise wait in STARTING."""
         if self.instance is not None and self.instance.alive:
             return
+        if self.master.shutting_down:  # nothing starts once the shutdown has counted what runs
+            return
         self._cancel_backoff()
         self.manually_stopped = False
         if self.master.dependencies_running(self.program):

@@ -1,0 +1,53 @@
+"""Edge cases found in review: signals, commands and reloads at bad moments, with real processes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .helpers import DEFAULT_TIMEOUT, pid_alive, program, programs_config, started
+
+
+@pytest.fixture
+def run(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with started(tmp_path) as start:
+        yield start
+
+
+def exit_code(sup, timeout: float = DEFAULT_TIMEOUT) -> int:  # type: ignore[no-untyped-def]
+    """The supervisor's exit code when it exits by itself (no signal sent)."""
+    try:
+        return sup.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("supervisor did not exit by itself; last lines:\n"
+                             + "\n".join(sup.err.lines[-20:])) from None
+
+
+def test_critical_fatal_at_start_up_exits_and_starts_nothing_after_it(run) -> None:  # type: ignore[no-untyped-def]
+    """A critical program that cannot start ends the supervisor during the first load: the stop asked
+    for before the event loop ran must not be lost, and later programs must not be started anyway."""
+    sup = run(programs_config(program("crit", "/nonexistent/program", critical=True),
+                              program("after", "sleep", "3600")), "--no-watch")
+    assert exit_code(sup) == 1
+    assert sup.forked_pids("after") == []
+    sup.wait_log(r"All programs exited\. Exiting\.\.\. \(1\)")
+
+
+def test_critical_fatal_on_reload_stops_everything(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A reload adding a critical program that cannot start takes the supervisor down cleanly: the
+    programs the same reload would restart or start are stopped, not started after the shutdown began."""
+    sup = run(programs_config(program("db", "sleep", "3600"),
+                              program("api", "sleep", "3600", dependsOn=["db"])), "--no-watch")
+    sup.wait_ready(2)
+    pids = sup.forked_pids("db") + sup.forked_pids("api")
+    (tmp_path / "programs.yaml").write_text(programs_config(
+        program("crit", "/nonexistent/program", critical=True),
+        program("db", "sleep", "3600"),
+        program("api", "sleep", "3600", dependsOn=["db"]),
+        program("extra", "sleep", "3600")))
+    sup.send(1)  # SIGHUP
+    assert exit_code(sup) == 1
+    assert sup.forked_pids("extra") == []
+    assert not any(pid_alive(pid) for pid in pids)
