@@ -235,10 +235,17 @@ class Master:
             if action.kind == "stop":
                 supervised = previous[action.name]
                 instance = supervised.instance
+                # A Master CLI ``stop``/``restart`` may wait for this process: its answer must come when
+                # the process (now an old instance) exits, not never.
+                waiting, supervised._after_stop = supervised._after_stop, []
                 supervised.instance = None  # its process, if any, becomes an old instance
                 supervised.stop(manual=True)  # cancels a pending backoff
                 if instance is not None and instance.alive:
-                    self._retire(instance, supervised.program, run)
+                    self._retire(instance, supervised.program, run,
+                                 lambda waiting=waiting: [callback() for callback in waiting])
+                else:
+                    for callback in waiting:
+                        callback()
                 self.log.notice(f"Program '{action.name}' removed from the configuration: stopping it")
         for program in config.programs:
             ordered[program.name] = previous.get(program.name) or Supervised(self, program)
@@ -259,7 +266,9 @@ class Master:
         if action.kind == "start":
             supervised.request_start()
         elif action.kind == "restart":
-            if supervised.manually_stopped and instance is None:
+            # ``manually_stopped`` with a live instance: a ``stop``/``restart`` command is stopping it
+            # right now. Replacing it here lost the command's answer and started the program again.
+            if supervised.manually_stopped:
                 self.log.notice(f"Program '{action.name}' stays stopped (stopped by a command); "
                                 f"'start {action.name}' starts it")
             elif instance is None:

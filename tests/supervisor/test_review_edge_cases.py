@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from .cli_helpers import CliSupervisor, Conn, socket_dir
 from .helpers import DEFAULT_TIMEOUT, pid_alive, program, programs_config, started
 
 
@@ -51,3 +52,29 @@ def test_critical_fatal_on_reload_stops_everything(run, tmp_path: Path) -> None:
     assert exit_code(sup) == 1
     assert sup.forked_pids("extra") == []
     assert not any(pid_alive(pid) for pid in pids)
+
+
+SLOW_STOP = ("trap 'echo stopping; sleep 0.5; exit 0' TERM; echo up; while :; do sleep 0.05; done")
+
+
+@pytest.mark.parametrize("change", ["same", "removed"])
+def test_cli_stop_in_progress_survives_a_reload(tmp_path: Path, change: str) -> None:
+    """``stop`` on the Master CLI while a reload comes in: the command still gets its answer, and the
+    program stays stopped (a stopped program stays stopped across reloads until ``start``)."""
+    with socket_dir() as sockets:
+        config = programs_config(program("slow", "sh", "-c", SLOW_STOP), program("other", "sleep", "3600"))
+        with CliSupervisor(tmp_path, config, (str(sockets / "m.sock"),), "--no-watch", programs=2) as sup:
+            sup.out.wait_for(r"^slow \| up$")
+            conn = Conn(sup.sock)
+            conn.send("stop slow\n")
+            sup.out.wait_for(r"^slow \| stopping$")
+            if change == "removed":
+                (tmp_path / "programs.yaml").write_text(programs_config(program("other", "sleep", "3600")))
+            sup.send(1)  # SIGHUP while 'slow' is STOPPING
+            answer = conn.read_until(b"\n\n").decode()
+            conn.close()
+            assert "stopped" in answer, answer
+            sup.wait_log(r"Loading success\.", count=2)
+            assert len(sup.forked_pids("slow")) == 1
+            if change == "same":
+                assert "STOPPED" in sup.text("show programs")
