@@ -33,6 +33,7 @@ IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 WATCH_MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
               | IN_DELETE_SELF | IN_MOVE_SELF)
+PARENT_MASK = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
 _EVENT = struct.Struct("iIII")
 
 
@@ -74,6 +75,13 @@ class ConfigWatcher:
         if wd < 0:
             os.close(fd)
             raise WatchError(f"cannot watch {self.directory}: {os.strerror(ctypes.get_errno())}")
+        self.wd = wd
+        # An inotify watch follows an inode, not a path: once the directory is replaced (renamed away
+        # and a new one renamed or created in its place) the watch saw nothing ever again. Watching the
+        # parent for our directory's name lets us move the watch to the new directory.
+        self.parent_wd = -1
+        if self.directory.parent != self.directory:
+            self.parent_wd = self._libc.inotify_add_watch(fd, os.fsencode(self.directory.parent), PARENT_MASK)
         loop.add_reader(fd, self._readable)
 
     def accept(self, fingerprint: bytes) -> None:
@@ -98,17 +106,31 @@ class ConfigWatcher:
         relevant = False
         offset = 0
         while offset + _EVENT.size <= len(data):
-            _, _, _, length = _EVENT.unpack_from(data, offset)
+            wd, _, _, length = _EVENT.unpack_from(data, offset)
             name = data[offset + _EVENT.size: offset + _EVENT.size + length].rstrip(b"\0")
             offset += _EVENT.size + length
-            relevant = relevant or self._relevant(name)
+            if wd == self.parent_wd and wd != self.wd:
+                if name == os.fsencode(self.directory.name):
+                    self._rewatch()
+                    relevant = True
+            elif wd == self.wd:
+                relevant = relevant or self._relevant(name)
         # The first relevant event of a burst arms the timer; later ones do not push it back, so a
         # directory that never stops changing still gets its change noticed within ``debounce``.
         if relevant and self._timer is None:
             self._timer = self.loop.call_later(self.debounce, self._settled)
 
+    def _rewatch(self) -> None:
+        """Watch whatever directory now has our path (the same wd if it is still the same inode)."""
+        if self.fd < 0:
+            return
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(self.directory), WATCH_MASK)
+        if wd >= 0:
+            self.wd = wd
+
     def _settled(self) -> None:
         self._timer = None
+        self._rewatch()  # the directory may have been replaced between its parent's event and now
         fingerprint = config_fingerprint(self.path)
         if fingerprint != self.fingerprint:
             self.fingerprint = fingerprint

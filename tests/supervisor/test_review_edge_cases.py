@@ -78,3 +78,21 @@ def test_cli_stop_in_progress_survives_a_reload(tmp_path: Path, change: str) -> 
             assert len(sup.forked_pids("slow")) == 1
             if change == "same":
                 assert "STOPPED" in sup.text("show programs")
+
+
+def test_config_directory_replaced_is_still_watched(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Tools that write a config by building a new directory and renaming it into place (or an
+    operator recreating it) replace the watched directory's inode: later changes must still reload."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    sup = run(programs_config(program("a", "sleep", "3600")), name="conf/programs.yaml")
+    sup.wait_ready(1)
+    conf.rename(tmp_path / "conf.old")
+    staged = tmp_path / "conf.new"
+    staged.mkdir()
+    (staged / "programs.yaml").write_text(programs_config(program("b", "sleep", "3600")))
+    staged.rename(conf)
+    sup.wait_log(r"New program 'b' \(\d+\) forked")
+    (conf / "programs.yaml").write_text(programs_config(program("c", "sleep", "3600")))
+    sup.wait_log(r"New program 'c' \(\d+\) forked")
+    assert sup.stop() == 0
