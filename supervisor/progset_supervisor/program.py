@@ -276,6 +276,14 @@ class Supervised:
         self.manually_stopped = self.manually_stopped or manual
         instance = self.instance
         if instance is None or not instance.alive:
+            if instance is not None and not instance.stopping and instance.group_alive():
+                # The program exited but left processes in its group (a daemonised child): without
+                # this they outlived the supervisor's shutdown. Nothing can be waited for (they are not
+                # our children), so they get the stop signal once.
+                instance.stopping = True
+                self.master.log.notice(f"Program '{self.name}' ({instance.pid}) left processes in its group: "
+                                       f"sending {self.program.stop_signal} to them")
+                instance.signal_group(parse_signal(self.program.stop_signal))
             if self.state in (State.BACKOFF, State.STARTING, State.RUNNING):
                 self._set_state(State.STOPPED)
             if on_stopped is not None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from .cli_helpers import CliSupervisor, Conn, socket_dir
-from .helpers import DEFAULT_TIMEOUT, pid_alive, program, programs_config, started
+from .helpers import DEFAULT_TIMEOUT, pid_alive, program, programs_config, started, wait_until
 
 
 @pytest.fixture
@@ -96,3 +97,21 @@ def test_config_directory_replaced_is_still_watched(run, tmp_path: Path) -> None
     (conf / "programs.yaml").write_text(programs_config(program("c", "sleep", "3600")))
     sup.wait_log(r"New program 'c' \(\d+\) forked")
     assert sup.stop() == 0
+
+
+def test_shutdown_stops_what_an_exited_program_left_in_its_group(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A program that forks a background child and exits (EXITED, restart: never): SIGTERM to the
+    supervisor stops every program's process group, so the child must not outlive the supervisor."""
+    pidfile = tmp_path / "bg.pid"
+    sup = run(programs_config(program("bg", "sh", "-c", f"sleep 300 & echo $! > {pidfile}; echo spawned",
+                                      restart="never")), "--no-watch")
+    sup.out.wait_for(r"^bg \| spawned$")
+    sup.wait_log(r"Current program 'bg' \(\d+\) exited with code 0")
+    background = int(pidfile.read_text())
+    try:
+        assert pid_alive(background)
+        assert sup.stop() == 0
+        wait_until(lambda: not pid_alive(background))
+    finally:
+        if pid_alive(background):
+            os.kill(background, 9)
