@@ -115,3 +115,19 @@ def test_shutdown_stops_what_an_exited_program_left_in_its_group(run, tmp_path: 
     finally:
         if pid_alive(background):
             os.kill(background, 9)
+
+
+def test_program_exit_with_a_grandchild_flooding_the_pipe_does_not_block_the_loop(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The exit of a program whose background child keeps writing to the shared stdout pipe must be
+    handled (and the supervisor must still answer SIGTERM): reading "until the pipe is empty" at the
+    exit never ended while ``yes`` refilled it."""
+    pidfile = tmp_path / "yes.pid"
+    sup = run(programs_config(program("spew", "sh", "-c", f"yes & echo $! > {pidfile}; sleep 0.3; exit 1",
+                                      restart="never"),
+                              program("other", "sleep", "3600")), "--no-watch")
+    try:
+        sup.wait_log(r"Current program 'spew' \(\d+\) exited with code 1")
+        assert sup.stop() == 0
+    finally:
+        if pidfile.exists() and pid_alive(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), 9)
