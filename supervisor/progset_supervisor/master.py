@@ -371,6 +371,12 @@ class Master:
             return f"Program '{name}' is already running (pid {supervised.pid})."
         if self.shutting_down:
             raise CommandError("Master is stopping; cannot start programs.")
+        if supervised in self.replacing:
+            # A reload is replacing it: starting now would run two processes at once (the old one may
+            # still hold the port); the reload starts the new one as soon as the old one has exited.
+            supervised.manually_stopped = False
+            supervised.state = State.STARTING  # undo a 'stop' given meanwhile: the reload's start applies
+            return f"Program '{name}' restarts once its old process has exited (reload in progress)."
         supervised.failures = 0
         supervised.request_start()
         if supervised.pid is not None:

@@ -131,3 +131,23 @@ def test_program_exit_with_a_grandchild_flooding_the_pipe_does_not_block_the_loo
     finally:
         if pidfile.exists() and pid_alive(int(pidfile.read_text())):
             os.kill(int(pidfile.read_text()), 9)
+
+
+def test_cli_start_during_a_reload_restart_waits_for_the_old_process(tmp_path: Path) -> None:
+    """A reload restarts a program only once its old process has exited (so the new one can bind the
+    same port); ``start`` on the Master CLI in between must not fork a second process early."""
+    with socket_dir() as sockets:
+        config = programs_config(program("slow", "sh", "-c", SLOW_STOP))
+        with CliSupervisor(tmp_path, config, (str(sockets / "m.sock"),), "--no-watch", programs=1) as sup:
+            sup.out.wait_for(r"^slow \| up$")
+            sup.send(1)  # SIGHUP: onReload restart
+            sup.out.wait_for(r"^slow \| stopping$")
+            answer = sup.text("start slow")
+            assert "restarts once" in answer, answer
+            sup.wait_log(r"New program 'slow' \(\d+\) forked", count=2)
+            former = sup.err.matching(r"Former program 'slow'")
+            assert former, "the old process must have exited before the new one was forked"
+            lines = sup.err.lines
+            first_fork = [i for i, line in enumerate(lines) if "New program 'slow'" in line][1]
+            assert any("Former program 'slow'" in line for line in lines[:first_fork])
+            assert len(sup.forked_pids("slow")) == 2
