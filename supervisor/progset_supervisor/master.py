@@ -432,7 +432,7 @@ class Master:
             supervised.manually_stopped = True
         self._alive_dependents = {name: 0 for name in self.programs}
         for supervised in self.programs.values():
-            if supervised.pid is not None:
+            if supervised.pid is not None or self._old_of(supervised):
                 for dep in supervised.program.depends_on:
                     if dep in self._alive_dependents:
                         self._alive_dependents[dep] += 1
@@ -445,7 +445,22 @@ class Master:
         if supervised.name in self._stop_requested:
             return
         self._stop_requested.add(supervised.name)
-        supervised.stop(lambda: self._release(supervised))
+        # Old processes of a program a reload is replacing count too: releasing its dependencies
+        # before they exited stopped a database under a still-running client.
+        old = self._old_of(supervised)
+        remaining = len(old) + 1
+
+        def one_gone() -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0:
+                self._release(supervised)
+        for instance in old:
+            self.instance_waiters.setdefault(instance, []).append(one_gone)
+        supervised.stop(one_gone)
+
+    def _old_of(self, supervised: Supervised) -> list[Instance]:
+        return [instance for instance in self.old if instance.supervised is supervised and instance.alive]
 
     def _release(self, supervised: Supervised) -> None:
         """``supervised`` is down: the programs it depends on may stop once no other dependent runs."""

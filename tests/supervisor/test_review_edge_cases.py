@@ -151,3 +151,21 @@ def test_cli_start_during_a_reload_restart_waits_for_the_old_process(tmp_path: P
             first_fork = [i for i, line in enumerate(lines) if "New program 'slow'" in line][1]
             assert any("Former program 'slow'" in line for line in lines[:first_fork])
             assert len(sup.forked_pids("slow")) == 2
+
+
+def test_shutdown_during_a_reload_restart_stops_dependencies_after_the_old_dependent(
+        run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM while a reload is replacing a dependent: its old process still runs, so what it depends
+    on must stop only after that process has exited (reverse dependency order)."""
+    order = tmp_path / "order"
+    api = (f"trap 'echo stopping; sleep 0.5; echo api-exit >> {order}; exit 0' TERM; echo up; "
+           "while :; do sleep 0.05; done")
+    db = f"trap 'echo db-term >> {order}; exit 0' TERM; echo up; while :; do sleep 0.05; done"
+    sup = run(programs_config(program("db", "sh", "-c", db, onReload="keep"),
+                              program("api", "sh", "-c", api, dependsOn=["db"])), "--no-watch")
+    sup.out.wait_for(r"^db \| up$")
+    sup.out.wait_for(r"^api \| up$")
+    sup.send(1)  # SIGHUP: api is restarted, db kept
+    sup.out.wait_for(r"^api \| stopping$")
+    assert sup.stop() == 0
+    assert order.read_text().split() == ["api-exit", "db-term"]
