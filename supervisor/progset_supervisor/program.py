@@ -252,7 +252,9 @@ class Supervised:
             if delay <= 0:
                 self.master.log.notice(f"Restarting program '{self.name}' (restart {self.restarts})")
                 self._set_state(State.BACKOFF)
-                self._spawn()
+                # Same rule as after a backoff delay: dependsOn holds for restarts too (this path
+                # spawned even while a dependency was down).
+                self._backoff_done()
             else:
                 self.master.log.notice(f"Restarting program '{self.name}' in {delay:.3g}s "
                                        f"(restart {self.restarts}, backoff)")

@@ -169,3 +169,30 @@ def test_shutdown_during_a_reload_restart_stops_dependencies_after_the_old_depen
     sup.out.wait_for(r"^api \| stopping$")
     assert sup.stop() == 0
     assert order.read_text().split() == ["api-exit", "db-term"]
+
+
+def state_of(sup: CliSupervisor, name: str) -> str:
+    for row in sup.text("show programs").splitlines():
+        fields = row.split()
+        if fields and fields[0] == name:
+            return fields[1]
+    raise AssertionError(f"{name} not in show programs")
+
+
+def test_immediate_restart_waits_for_dependencies(tmp_path: Path) -> None:
+    """dependsOn holds for restarts too: the first restart after a run is immediate, but not while a
+    program it depends on is down; it then waits in STARTING and starts once the dependency runs."""
+    with socket_dir() as sockets:
+        config = programs_config(
+            program("db", "sh", "-c", "echo up; exec sleep 3600", restart="never"),
+            program("api", "sh", "-c", "echo up; exec sleep 3600", dependsOn=["db"]))
+        with CliSupervisor(tmp_path, config, (str(sockets / "m.sock"),), "--no-watch", programs=2) as sup:
+            assert "stopped" in sup.text("stop db")
+            api = sup.forked_pids("api")[0]
+            os.kill(api, 9)  # api crashes while db is down
+            sup.wait_log(rf"Current program 'api' \({api}\) exited")
+            assert state_of(sup, "api") == "STARTING"
+            assert len(sup.forked_pids("api")) == 1
+            sup.text("start db")
+            sup.wait_log(r"New program 'api' \(\d+\) forked", count=2)
+            assert state_of(sup, "api") == "RUNNING"
