@@ -79,9 +79,10 @@ class ConfigWatcher:
         # An inotify watch follows an inode, not a path: once the directory is replaced (renamed away
         # and a new one renamed or created in its place) the watch saw nothing ever again. Watching the
         # parent for our directory's name lets us move the watch to the new directory.
-        self.parent_wd = -1
+        self.parent_wd: int | None = None
         if self.directory.parent != self.directory:
-            self.parent_wd = self._libc.inotify_add_watch(fd, os.fsencode(self.directory.parent), PARENT_MASK)
+            parent_wd = self._libc.inotify_add_watch(fd, os.fsencode(self.directory.parent), PARENT_MASK)
+            self.parent_wd = parent_wd if parent_wd >= 0 else None
         loop.add_reader(fd, self._readable)
 
     def accept(self, fingerprint: bytes) -> None:
@@ -109,12 +110,14 @@ class ConfigWatcher:
             wd, _, _, length = _EVENT.unpack_from(data, offset)
             name = data[offset + _EVENT.size: offset + _EVENT.size + length].rstrip(b"\0")
             offset += _EVENT.size + length
-            if wd == self.parent_wd and wd != self.wd:
+            if wd == self.wd:
+                relevant = relevant or self._relevant(name)
+            elif wd == self.parent_wd:
                 if name == os.fsencode(self.directory.name):
                     self._rewatch()
                     relevant = True
-            elif wd == self.wd:
-                relevant = relevant or self._relevant(name)
+            elif wd == -1:  # IN_Q_OVERFLOW: events were lost, so compare the content
+                relevant = True
         # The first relevant event of a burst arms the timer; later ones do not push it back, so a
         # directory that never stops changing still gets its change noticed within ``debounce``.
         if relevant and self._timer is None:
