@@ -12,7 +12,7 @@ import resource
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, _early  # noqa: F401  (_early first: it guards start-up against reload signals)
 from .config import ConfigError, load_path
 from .libc import libc
 from .log import Logger
