@@ -64,6 +64,10 @@ def test_output_is_prefixed_per_program_and_stream(run) -> None:  # type: ignore
     sup.wait_ready(1)
     sup.out.wait_for(r"^talker \| out-line$")
     sup.err.wait_for(r"^talker \| err-line$")
+    (pid,) = sup.forked_pids("talker")
+    # Once the shell has exec'd sleep, 'no-newline' is in the pipe (a stop before that could kill the
+    # shell before it printed it).
+    wait_until(lambda: Path(f"/proc/{pid}/comm").read_text().strip() == "sleep")
     assert sup.stop() == 0
     sup.out.wait_for(r"^talker \| no-newline$")  # a partial last line is flushed when the pipe closes
 
