@@ -8,7 +8,8 @@ the loop that restarts programs, no client may hold that loop:
 - sockets are non-blocking; a request is read in pieces as it arrives and capped at ``MAX_REQUEST``;
 - every connection has a deadline (``timeout``) covering the request, the response and the close;
 - at most ``max_connections`` are served at once; as many again get an immediate 503, more are closed;
-- ``accept`` runs at most ``ACCEPT_BATCH`` times per wake-up and backs off when out of descriptors;
+- ``accept`` runs at most ``ACCEPT_BATCH`` times per wake-up and backs off when out of descriptors
+  (``acceptor.Acceptor``, shared with the Master CLI);
 - a ``/metrics`` body is reused for ``METRICS_REUSE_SECONDS``, or for four times as long as it took to
   render if that is longer: a flood of scrapes keeps the loop rendering at most a fifth of the time
   (a render takes about 40 ms of loop time at 200 programs and 200 ms at 1000).
@@ -16,7 +17,6 @@ the loop that restarts programs, no client may hold that loop:
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .acceptor import Acceptor
 from .loop import Timer
 
 if TYPE_CHECKING:
@@ -222,7 +223,6 @@ class HttpServer:
             "/status": self._status}
         self._exporter: Exporter | None = None
         self._metrics_cache: tuple[float, Response] | None = None  # (reuse until, response)
-        self._accept_timer: Timer | None = None
         family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                               flags=socket.AI_PASSIVE)[0]
         self.listener = socket.socket(family, kind, proto)
@@ -233,43 +233,26 @@ class HttpServer:
         except OSError:
             self.listener.close()
             raise
-        self.listener.setblocking(False)
         self.address: tuple[str, int] = self.listener.getsockname()[:2]
-        self.loop.add_reader(self.listener.fileno(), self._on_accept)
+        self.acceptor = Acceptor(self.loop, self.listener, self._on_connection, self._on_pause,
+                                 batch=ACCEPT_BATCH, pause=ACCEPT_RETRY_SECONDS)
 
     # -- connections ------------------------------------------------------------------------------
-    def _on_accept(self) -> None:
-        for _ in range(ACCEPT_BATCH):
-            try:
-                sock, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    # The listener stays readable: without a pause the loop would spin on it.
-                    self.master.log.warning(f"HTTP: cannot accept connections ({exc.strerror}); retrying in "
-                                            f"{ACCEPT_RETRY_SECONDS:g}s")
-                    self.loop.remove_reader(self.listener.fileno())
-                    self._accept_timer = self.loop.call_later(ACCEPT_RETRY_SECONDS, self._resume_accept)
-                return
-            sock.setblocking(False)
-            if len(self.connections) < self.max_connections:
-                self.connections.add(Connection(self, sock))
-            elif len(self.busy) < self.max_connections:
-                refused = Connection(self, sock, busy=True)
-                if not refused.closed:
-                    self.busy.add(refused)
-            else:  # a flood: not even a 503
-                sock.close()
+    def _on_connection(self, sock: socket.socket) -> None:
+        if len(self.connections) < self.max_connections:
+            self.connections.add(Connection(self, sock))
+        elif len(self.busy) < self.max_connections:
+            refused = Connection(self, sock, busy=True)
+            if not refused.closed:
+                self.busy.add(refused)
+        else:  # a flood: not even a 503
+            sock.close()
 
-    def _resume_accept(self) -> None:
-        self._accept_timer = None
-        self.loop.add_reader(self.listener.fileno(), self._on_accept)
+    def _on_pause(self, exc: OSError, pause: float) -> None:
+        self.master.log.warning(f"HTTP: cannot accept connections ({exc.strerror}); retrying in {pause:g}s")
 
     def close(self) -> None:
-        if self._accept_timer is not None:
-            self._accept_timer.cancel()
-        self.loop.remove_reader(self.listener.fileno())
+        self.acceptor.close()
         self.listener.close()
         for connection in [*self.connections, *self.busy]:
             connection.close()

@@ -8,11 +8,11 @@ closed at once instead of hanging in the listen backlog.
 
 from __future__ import annotations
 
-import errno
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..acceptor import Acceptor
 from .session import Session
 from .sockets import SocketSpec, bind, parse_spec, unlink_if_ours
 
@@ -30,6 +30,7 @@ class Listener:
     spec: SocketSpec
     sock: socket.socket
     inode: int
+    acceptor: Acceptor | None = field(default=None, repr=False)
 
 
 class CliServer:
@@ -55,7 +56,10 @@ class CliServer:
                 sock, inode = bind(spec)
                 listener = Listener(spec, sock, inode)
                 self.listeners.append(listener)
-                master.loop.add_reader(sock.fileno(), lambda listener=listener: self._accept(listener))
+                listener.acceptor = Acceptor(
+                    master.loop, sock, lambda conn, spec=spec: self._new_client(conn, spec),
+                    lambda exc, pause, spec=spec: self._paused(spec, exc, pause), batch=ACCEPT_BATCH,
+                    pause=EMFILE_PAUSE)
         except BaseException:
             self.close()
             raise
@@ -68,27 +72,17 @@ class CliServer:
         """``HAPROXY_MASTER_CLI``'s value: listeners in reverse order of the ``-S`` flags, as HAProxy lists them."""
         return ";".join(spec.address for spec in reversed(self.specs))
 
-    def _accept(self, listener: Listener) -> None:
-        for _ in range(ACCEPT_BATCH):
-            try:
-                conn, _ = listener.sock.accept()
-            except (BlockingIOError, InterruptedError):
+    def _new_client(self, conn: socket.socket, spec: SocketSpec) -> None:
+        try:
+            if len(self.sessions) >= self.maxconn:
+                self._reject(conn)
                 return
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._pause(listener, exc)
-                return
-            try:
-                conn.setblocking(False)
-                if len(self.sessions) >= self.maxconn:
-                    self._reject(conn)
-                    continue
-                self.accepted += 1
-                self.sessions.add(Session(self, conn, listener.spec))
-                self._arm_sweep()
-            except Exception as exc:  # never let one connection take the loop down
-                self.master.log.alert(f"Master CLI: cannot serve a new connection: {exc}")
-                conn.close()
+            self.accepted += 1
+            self.sessions.add(Session(self, conn, spec))
+            self._arm_sweep()
+        except Exception as exc:  # never let one connection take the loop down
+            self.master.log.alert(f"Master CLI: cannot serve a new connection: {exc}")
+            conn.close()
 
     def _arm_sweep(self) -> None:
         if self._sweep_timer is None and self.sessions:
@@ -106,17 +100,9 @@ class CliServer:
                 session.close()
         self._arm_sweep()
 
-    def _pause(self, listener: Listener, exc: OSError) -> None:
-        """Out of file descriptors: stop accepting for a moment instead of spinning on a readable socket."""
-        self.master.log.warning(f"Master CLI: cannot accept on {listener.spec.address}: {exc.strerror}; "
-                                f"pausing for {EMFILE_PAUSE}s")
-        fd = listener.sock.fileno()
-        self.master.loop.remove_reader(fd)
-
-        def resume() -> None:
-            if listener in self.listeners:
-                self.master.loop.add_reader(fd, lambda: self._accept(listener))
-        self.master.loop.call_later(EMFILE_PAUSE, resume)
+    def _paused(self, spec: SocketSpec, exc: OSError, pause: float) -> None:
+        self.master.log.warning(f"Master CLI: cannot accept on {spec.address}: {exc.strerror}; "
+                                f"pausing for {pause}s")
 
     def _reject(self, conn: socket.socket) -> None:
         self.rejected += 1
@@ -133,7 +119,8 @@ class CliServer:
     def close(self) -> None:
         """Stop listening, remove our socket files, disconnect every client."""
         for listener in self.listeners:
-            self.master.loop.remove_reader(listener.sock.fileno())
+            if listener.acceptor is not None:
+                listener.acceptor.close()
             listener.sock.close()
             unlink_if_ours(listener.spec.path, listener.inode)
         self.listeners = []
