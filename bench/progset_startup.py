@@ -57,16 +57,15 @@ def spawn_all(path: Path, pdeathsig: bool) -> tuple[float, float]:
     for program in config.programs:
         children.append(spawn(program, env, pdeathsig=pdeathsig))
     parent = (time.perf_counter() - t0) * 1000 / len(children)
-    pending = {p.pid for p in children}
+    pending = {child.popen.pid for child in children}
     while pending:
         pending = {pid for pid in pending if os.path.basename((cmdline(pid) or [b""])[0]) != b"sleep"}
     everything = (time.perf_counter() - t0) * 1000
     for child in children:
-        child.kill()
-        child.wait()
-        for pipe in (child.stdout, child.stderr):
-            if pipe is not None:
-                pipe.close()
+        child.popen.kill()
+        child.popen.wait()
+        os.close(child.stdout_fd)
+        os.close(child.stderr_fd)
     return parent, everything
 
 

@@ -193,28 +193,24 @@ class Supervised:
     def _spawn(self) -> None:
         self.backoff_timer = None
         try:
-            popen = spawn(self.program, self.master.base_env, pdeathsig=self.master.options.pdeathsig)
+            spawned = spawn(self.program, self.master.base_env, pdeathsig=self.master.options.pdeathsig)
         except SpawnError as exc:
             self.fatal_reason = str(exc)
             self.master.log.alert(f"Program '{self.name}' cannot start: {exc}")
             self._set_state(State.FATAL)
             self.master.on_final(self)
             return
-        instance = Instance(self, popen)
+        instance = Instance(self, spawned.popen)
         self.instance = instance
         self.fatal_reason = ""
         sink, ring = self.master.sink, self.ring
-        for stream, pipe in (("stdout", popen.stdout), ("stderr", popen.stderr)):
-            assert pipe is not None
-            fd = os.dup(pipe.fileno())
-            pipe.close()
+        for stream, fd in (("stdout", spawned.stdout_fd), ("stderr", spawned.stderr_fd)):
 
             def on_lines(lines: list[bytes], stream: str = stream, pid: int = instance.pid) -> None:
                 ring.add(stream, lines)
                 sink.emit(self.name, pid, stream, lines)
 
             instance.readers.append(PipeReader(self.master.loop, fd, on_lines))
-        popen.stdout = popen.stderr = None
         self.master.track(instance)
         self.master.log.notice(f"New program '{self.name}' ({instance.pid}) forked")
         self._set_state(State.RUNNING)

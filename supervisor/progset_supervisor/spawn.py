@@ -16,6 +16,7 @@ import pwd
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .config import Program
 
@@ -41,6 +42,8 @@ def resolve_identity(program: Program) -> Identity:
     A user given by name gets its supplementary groups (initgroups), unlike HAProxy which kept the
     master's. A numeric uid with no passwd entry (OpenShift's random UIDs) is allowed.
     """
+    if program.user is None and program.group is None:
+        return Identity()  # the common case, on every restart: nothing to look up
     uid = gid = None
     groups: tuple[int, ...] | None = None
     user_name: str | None = None
@@ -107,8 +110,22 @@ def build_env(program: Program, base: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def spawn(program: Program, base_env: dict[str, str], *, pdeathsig: bool) -> subprocess.Popen[bytes]:
-    """Fork and exec ``program`` in its own process group with stdout/stderr on fresh pipes."""
+class Spawned(NamedTuple):
+    """A started program: its Popen (kept so subprocess never waits for it) and the read ends of its
+    stdout and stderr pipes, owned by the caller."""
+
+    popen: subprocess.Popen[bytes]
+    stdout_fd: int
+    stderr_fd: int
+
+
+def spawn(program: Program, base_env: dict[str, str], *, pdeathsig: bool) -> Spawned:
+    """Fork and exec ``program`` in its own process group with stdout/stderr on fresh pipes.
+
+    The pipes are made here (non-inheritable; Popen dup2s the write ends onto 1 and 2 in the child)
+    rather than with ``subprocess.PIPE``, whose file objects the supervisor would only unwrap and
+    throw away on every restart.
+    """
     env = build_env(program, base_env)
     identity = resolve_identity(program)
     if program.working_dir is not None and not os.path.isdir(program.working_dir):
@@ -119,12 +136,14 @@ def spawn(program: Program, base_env: dict[str, str], *, pdeathsig: bool) -> sub
         # setpriv sets PR_SET_PDEATHSIG after Popen switched ids (a credential change clears it), then
         # execs the program (resolved to its path here) with the same pid.
         argv = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
     try:
-        return subprocess.Popen(
+        popen = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=out_w,
+            stderr=err_w,
             env=env,
             cwd=program.working_dir,
             close_fds=True,
@@ -134,9 +153,15 @@ def spawn(program: Program, base_env: dict[str, str], *, pdeathsig: bool) -> sub
             group=identity.gid,
             extra_groups=list(identity.groups) if identity.groups is not None else None,
         )
-    except PermissionError as exc:
-        raise SpawnError(f"cannot start {program.command[0]}: {exc.strerror or exc}") from None
-    except OSError as exc:
-        raise SpawnError(f"cannot start {program.command[0]}: {exc.strerror or exc}") from None
-    except (ValueError, OverflowError) as exc:  # the model rejects these inputs; never let one kill the loop
-        raise SpawnError(f"cannot start {program.command[0]}: {exc}") from None
+    except BaseException as exc:
+        os.close(out_r)
+        os.close(err_r)
+        if isinstance(exc, OSError):
+            raise SpawnError(f"cannot start {program.command[0]}: {exc.strerror or exc}") from None
+        if isinstance(exc, ValueError | OverflowError):  # the model rejects these; never let one kill the loop
+            raise SpawnError(f"cannot start {program.command[0]}: {exc}") from None
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    return Spawned(popen, out_r, err_r)
