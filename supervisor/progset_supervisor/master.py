@@ -81,9 +81,8 @@ class Master:
         self.finished = False
         self.on_exit_hooks: list[Callable[[], None]] = []
         self.on_load_hooks: list[Callable[[], None]] = []
-        # Callbacks waiting for an old instance to exit, and programs whose old instance must exit
-        # before their new one may start (restart on reload waits, so ports are free again).
-        self.instance_waiters: dict[Instance, list[Callable[[], None]]] = {}
+        # Programs whose old instance must exit before their new one may start (restart on reload
+        # waits, so ports are free again).
         self.replacing: set[Supervised] = set()
         self._alive_dependents: dict[str, int] = {}
         self._stop_requested: set[str] = set()
@@ -152,7 +151,8 @@ class Master:
             self.log.warning(f"Former program '{instance.name}' ({instance.pid}) exited with code {status.code} "
                              f"({status.describe()})")
             self.old.pop(instance, None)
-            for waiter in self.instance_waiters.pop(instance, []):
+            waiters, instance.waiters = instance.waiters, []
+            for waiter in waiters:
                 waiter()
         if self.shutting_down:
             self._shutdown_progress()
@@ -218,7 +218,7 @@ class Master:
                 then()
             if run is not None:
                 self._action_done(run)
-        self.instance_waiters.setdefault(instance, []).append(finished)
+        instance.waiters.append(finished)
         self.terminate(instance, program)
 
     def _apply(self, actions: list[Action], config: Config, run: ReloadRun | None) -> None:
@@ -235,17 +235,11 @@ class Master:
             if action.kind == "stop":
                 supervised = previous[action.name]
                 instance = supervised.instance
-                # A Master CLI ``stop``/``restart`` may wait for this process: its answer must come when
-                # the process (now an old instance) exits, not never.
-                waiting, supervised._after_stop = supervised._after_stop, []
                 supervised.instance = None  # its process, if any, becomes an old instance
                 supervised.stop(manual=True)  # cancels a pending backoff
                 if instance is not None and instance.alive:
-                    self._retire(instance, supervised.program, run,
-                                 lambda waiting=waiting: [callback() for callback in waiting])
-                else:
-                    for callback in waiting:
-                        callback()
+                    # A Master CLI ``stop`` waiting for it keeps waiting on the process itself.
+                    self._retire(instance, supervised.program, run)
                 self.log.notice(f"Program '{action.name}' removed from the configuration: stopping it")
         for program in config.programs:
             ordered[program.name] = previous.get(program.name) or Supervised(self, program)
@@ -456,7 +450,7 @@ class Master:
             if remaining == 0:
                 self._release(supervised)
         for instance in old:
-            self.instance_waiters.setdefault(instance, []).append(one_gone)
+            instance.waiters.append(one_gone)
         supervised.stop(one_gone)
 
     def _old_of(self, supervised: Supervised) -> list[Instance]:

@@ -108,6 +108,7 @@ class Instance:
         self.kill_timer: Timer | None = None
         self.exit_status: ExitStatus | None = None
         self.readers: list[PipeReader] = []
+        self.waiters: list[Callable[[], None]] = []  # run once this process has exited after a stop
 
     @property
     def alive(self) -> bool:
@@ -155,7 +156,6 @@ class Supervised:
         self.fatal_reason = ""
         self.manually_stopped = False
         self.ring = LogRing(master.options.log_lines)
-        self._after_stop: list[Callable[[], None]] = []
 
     # -- queries ----------------------------------------------------------------------------------
     @property
@@ -231,7 +231,7 @@ class Supervised:
             self.master.log.notice(f"Current program '{self.name}' ({instance.pid}) exited with code "
                                    f"{status.code} ({status.describe()})")
             self._set_state(State.STOPPED)
-            callbacks, self._after_stop = self._after_stop, []
+            callbacks, instance.waiters = instance.waiters, []
             for callback in callbacks:
                 callback()
             return
@@ -288,7 +288,9 @@ class Supervised:
                 on_stopped()
             return
         if on_stopped is not None:
-            self._after_stop.append(on_stopped)
+            # Kept on the process, not the program: if a reload retires this process meanwhile, the
+            # callback still runs when it exits (as an old instance).
+            instance.waiters.append(on_stopped)
         if not instance.stopping:
             self._set_state(State.STOPPING)
             self.master.terminate(instance, self.program)
