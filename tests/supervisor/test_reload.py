@@ -55,11 +55,17 @@ def three(tmp_path: Path, tag_k: str = "v1", extra: str = "") -> str:
         trap_program("s", tmp_path, "signal", "    reloadSignal: SIGUSR1\n") + extra
 
 
-def test_reload_by_signal_applies_each_on_reload_value(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+def start_three(sup_factory, tmp_path: Path, *args: str) -> tuple[Path, Supervisor]:  # type: ignore[no-untyped-def]
+    """The r/k/s trap programs under a supervisor, each with its traps installed."""
     config = write_config(tmp_path, three(tmp_path))
-    sup = sup_factory(config, "--no-watch")
+    sup = sup_factory(config, *args)
     sup.wait_ready(3)
     wait_traps(sup)
+    return config, sup
+
+
+def test_reload_by_signal_applies_each_on_reload_value(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
+    _, sup = start_three(sup_factory, tmp_path, "--no-watch")
     r1, k1, s1 = (sup.forked_pids(n)[0] for n in "rks")
     sup.send(signal.SIGUSR2)
     sup.wait_log(r"Loading success\.", count=2)
@@ -97,10 +103,7 @@ def test_changed_kept_program_restarts_new_ones_start_removed_ones_stop(tmp_path
 
 
 def test_broken_config_changes_nothing_and_is_reported(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
-    config = write_config(tmp_path, three(tmp_path))
-    sup = sup_factory(config, "--no-watch")
-    sup.wait_ready(3)
-    wait_traps(sup)
+    config, sup = start_three(sup_factory, tmp_path, "--no-watch")
     before = {n: sup.forked_pids(n) for n in "rks"}
     config.write_text(three(tmp_path) + "  - name: r\n    command: [true]\n    restart: sometimes\n")
     sup.send(signal.SIGHUP)
@@ -117,10 +120,7 @@ def test_broken_config_changes_nothing_and_is_reported(tmp_path: Path, sup_facto
 
 
 def test_edit_of_a_watched_file_reloads_without_a_signal(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
-    config = write_config(tmp_path, three(tmp_path))
-    sup = sup_factory(config)
-    sup.wait_ready(3)
-    wait_traps(sup)
+    config, sup = start_three(sup_factory, tmp_path)
     tmp = tmp_path / "new.tmp"
     tmp.write_text(three(tmp_path, tag_k="v2"))
     os.replace(tmp, config)  # editors and config tools replace the file by rename
@@ -196,10 +196,7 @@ def test_reload_waits_for_the_old_instance_before_starting_the_new(tmp_path: Pat
 def test_a_busy_neighbour_file_neither_wakes_nor_delays_the_watcher(tmp_path: Path, sup_factory) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    config = write_config(tmp_path, three(tmp_path))
-    sup = sup_factory(config)
-    sup.wait_ready(3)
-    wait_traps(sup)
+    config, sup = start_three(sup_factory, tmp_path)
     stop = threading.Event()
 
     def scribble() -> None:  # e.g. a log file next to the config, written every 20 ms
