@@ -28,25 +28,14 @@ import tempfile
 import time
 from pathlib import Path
 
-HAPROXY_HEAD = """\
-global
-    master-worker
-defaults
-    mode tcp
-    timeout connect 1s
-    timeout client 1s
-    timeout server 1s
-frontend fe
-    bind unix@{frontend}
-"""
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))  # the tests' HAProxy config helper: the bench compares the same file
+
+from tests.supervisor.peers import haproxy_config  # noqa: E402
 
 
 def write_config(directory: Path, count: int) -> Path:
-    text = HAPROXY_HEAD.format(frontend=directory / "fe.sock")
-    text += "".join(f"program p{i:03d}\n    command sleep 3600\n" for i in range(count))
-    path = directory / "programs.cfg"
-    path.write_text(text)
-    return path
+    return haproxy_config(directory, [(f"p{i:03d}", "sleep 3600") for i in range(count)])
 
 
 def round_trip(path: str, command: bytes = b"show proc\n") -> tuple[float, bytes]:
