@@ -29,7 +29,6 @@ from prometheus_client.utils import floatToGoString
 from .program import State
 
 if TYPE_CHECKING:
-    from .config import Config
     from .master import Master
     from .program import Supervised
 
@@ -162,14 +161,7 @@ class ProgsetCollector:
 
     def __init__(self, master: Master) -> None:
         self.master = master
-        self._hashed: tuple[Config | None, str] = (None, "")
         self._cpu: dict[str, CpuCounter] = {}
-
-    def config_hash(self, config: Config) -> str:
-        """``Config.hash`` serialises the whole spec; compute it once per loaded config, not per scrape."""
-        if self._hashed[0] is not config:
-            self._hashed = (config, config.hash)
-        return self._hashed[1]
 
     def collect(self) -> Iterator[Metric]:
         master = self.master
@@ -245,7 +237,7 @@ class ProgsetCollector:
             info = GaugeMetricFamily(_name("config_info"), "The loaded configuration: where it came from "
                                      "(namespace/name@generation of a rendered ProgramSet, else the file) "
                                      "and its content hash. Always 1.", labels=["source", "hash"])
-            info.add_metric([str(config.source) or config.origin, self.config_hash(config)], 1.0)
+            info.add_metric([str(config.source) or config.origin, config.hash], 1.0)  # cached on the Config
             yield info
         last = master.last_reload_time if master.last_reload_time is not None else master.started_wall
         yield GaugeMetricFamily(_name("last_reload_timestamp_seconds"), "Unix time of the last configuration "
