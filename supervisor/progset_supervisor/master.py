@@ -131,7 +131,6 @@ class Master:
                 self.log.debug(f"Process {pid} exited with code {ExitStatus.from_wait_status(status).code}")
                 continue
             instance.exit_status = ExitStatus.from_wait_status(status)
-            instance.popen.returncode = instance.exit_status.code  # subprocess must never wait for it
             instance.drain_output()
             self._instance_exited(instance)
 

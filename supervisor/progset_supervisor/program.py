@@ -14,7 +14,6 @@ import enum
 import os
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING
 from .config import Backoff, Program, parse_signal
 from .loop import Timer
 from .output import LogRing, PipeReader
-from .spawn import SpawnError, spawn
+from .spawn import SpawnError, build_env, spawn
 
 if TYPE_CHECKING:
     from .master import Master
@@ -96,11 +95,10 @@ def backoff_delay(backoff: Backoff, failures: int, rng: random.Random) -> float:
 class Instance:
     """One process of a program: pid, pipes, start time, HAProxy's per-process reload counter."""
 
-    def __init__(self, supervised: Supervised, popen: subprocess.Popen[bytes]) -> None:
+    def __init__(self, supervised: Supervised, pid: int) -> None:
         self.supervised = supervised
         self.name = supervised.program.name
-        self.popen = popen
-        self.pid = popen.pid
+        self.pid = pid
         self.started_wall = time.time()
         self.started_mono = time.monotonic()
         self.reloads = 0
@@ -156,6 +154,8 @@ class Supervised:
         self.fatal_reason = ""
         self.manually_stopped = False
         self.ring = LogRing(master.options.log_lines)
+        self._env: dict[str, str] = {}
+        self._env_of: Program | None = None  # the definition ``_env`` was built for
 
     # -- queries ----------------------------------------------------------------------------------
     @property
@@ -192,19 +192,22 @@ class Supervised:
 
     def _spawn(self) -> None:
         self.backoff_timer = None
+        if self._env_of is not self.program:  # built once per definition, not on every restart
+            self._env = build_env(self.program, self.master.base_env)
+            self._env_of = self.program
         try:
-            spawned = spawn(self.program, self.master.base_env, pdeathsig=self.master.options.pdeathsig)
+            pid, stdout_fd, stderr_fd = spawn(self.program, self._env, pdeathsig=self.master.options.pdeathsig)
         except SpawnError as exc:
             self.fatal_reason = str(exc)
             self.master.log.alert(f"Program '{self.name}' cannot start: {exc}")
             self._set_state(State.FATAL)
             self.master.on_final(self)
             return
-        instance = Instance(self, spawned.popen)
+        instance = Instance(self, pid)
         self.instance = instance
         self.fatal_reason = ""
         sink, ring = self.master.sink, self.ring
-        for stream, fd in (("stdout", spawned.stdout_fd), ("stderr", spawned.stderr_fd)):
+        for stream, fd in (("stdout", stdout_fd), ("stderr", stderr_fd)):
 
             def on_lines(lines: list[bytes], stream: str = stream, pid: int = instance.pid) -> None:
                 ring.add(stream, lines)

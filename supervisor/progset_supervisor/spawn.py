@@ -1,39 +1,49 @@
 """Starting one program process: argv, environment, identity, working dir, umask, process group.
 
 Spawning is on the restart path, so it must stay cheap: ``subprocess.Popen`` without ``preexec_fn``
-uses vfork (about 0.25 ms a process). Everything that would need Python code in the child is done by
-Popen's own C-level options (``process_group``, ``umask``, ``cwd``, ``user``/``group``/``extra_groups``)
-or by util-linux ``setpriv`` in the exec chain (the parent-death signal, so programs die with a
-supervisor that is not PID 1). Errors a retry cannot fix (no such executable, no permission to switch
-user) are found *before* forking and reported as :class:`SpawnError` with the reason.
+uses vfork, and everything that would need Python code in the child is done by Popen's own C-level
+options (``process_group``, ``umask``, ``cwd``, ``user``/``group``/``extra_groups``) or by util-linux
+``setpriv`` in the exec chain (the parent-death signal, so programs die with a supervisor that is
+not PID 1). The caller builds the environment once per definition, not per restart, and PATH is
+searched by the exec itself (explained only if it fails), except for setpriv, which needs a path.
+Errors a retry cannot fix (no such executable, no permission to switch user) are reported as
+:class:`SpawnError` with the reason.
+
+Why not ``os.posix_spawn``: measured no faster here (the parent waits for the exec either way, and
+that is most of a spawn), and glibc's leaves its internal signals 32 and 33 ignored in the program.
 """
 
 from __future__ import annotations
 
-import grp
+import functools
 import os
-import pwd
-import shutil
-import subprocess
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from .config import Program
-
-SETPRIV = shutil.which("setpriv")
 
 
 class SpawnError(Exception):
     """The program cannot be started as configured; retrying without a config change will not help."""
 
 
-@dataclass(frozen=True)
 class Identity:
     """Resolved ids for a program; ``None`` fields mean "keep the supervisor's"."""
 
-    uid: int | None = None
-    gid: int | None = None
-    groups: tuple[int, ...] | None = None
+    __slots__ = ("gid", "groups", "uid")
+
+    def __init__(self, uid: int | None = None, gid: int | None = None,
+                 groups: tuple[int, ...] | None = None) -> None:
+        self.uid, self.gid, self.groups = uid, gid, groups
+
+
+KEEP_IDENTITY = Identity()
+
+
+@functools.cache
+def setpriv() -> str | None:
+    """Path of util-linux ``setpriv``, looked up once (only a supervisor that is not PID 1 needs it)."""
+    import shutil
+
+    return shutil.which("setpriv")
 
 
 def resolve_identity(program: Program) -> Identity:
@@ -43,7 +53,10 @@ def resolve_identity(program: Program) -> Identity:
     master's. A numeric uid with no passwd entry (OpenShift's random UIDs) is allowed.
     """
     if program.user is None and program.group is None:
-        return Identity()  # the common case, on every restart: nothing to look up
+        return KEEP_IDENTITY  # the common case, on every restart: nothing to look up
+    import grp
+    import pwd
+
     uid = gid = None
     groups: tuple[int, ...] | None = None
     user_name: str | None = None
@@ -75,19 +88,18 @@ def resolve_identity(program: Program) -> Identity:
         groups = tuple(sorted(set(os.getgrouplist(user_name, gid))))
     elif gid is not None:
         groups = (gid,)  # no user entry to take groups from: only the primary group, never root's
-    current = Identity(os.geteuid(), os.getegid(), None)
-    if uid == current.uid and gid in (None, current.gid) and (groups is None or set(groups) <= set(os.getgroups())
-                                                              | {current.gid}):
-        return Identity()  # already this identity: switching would only fail for a non-root supervisor
-    if (uid is not None or gid is not None) and os.geteuid() != 0:
+    euid, egid = os.geteuid(), os.getegid()
+    if uid == euid and gid in (None, egid) and (groups is None or set(groups) <= set(os.getgroups()) | {egid}):
+        return KEEP_IDENTITY  # already this identity: switching would only fail for a non-root supervisor
+    if (uid is not None or gid is not None) and euid != 0:
         who = f"user '{program.user}'" if program.user else f"group '{program.group}'"
-        raise SpawnError(f"cannot switch to {who}: the supervisor runs as uid {os.geteuid()}, not root; "
+        raise SpawnError(f"cannot switch to {who}: the supervisor runs as uid {euid}, not root; "
                          "remove user/group from the program or run the supervisor as root")
     return Identity(uid, gid, groups)
 
 
 def resolve_executable(program: Program, env: dict[str, str]) -> str:
-    """Find argv[0] the way execvp would, but here, so a typo is a clear FATAL and not exit 127."""
+    """Find argv[0] the way execvp would, or raise :class:`SpawnError` saying why it cannot run."""
     argv0 = program.command[0]
     if "/" in argv0:
         path = argv0 if os.path.isabs(argv0) or program.working_dir is None else os.path.join(
@@ -97,9 +109,12 @@ def resolve_executable(program: Program, env: dict[str, str]) -> str:
         if os.path.isdir(path) or not os.access(path, os.X_OK):
             raise SpawnError(f"cannot execute {argv0}: not an executable file")
         return argv0
-    found = shutil.which(argv0, path=env.get("PATH", os.defpath))
+    import shutil
+
+    search = env.get("PATH", os.defpath)
+    found = shutil.which(argv0, path=search)
     if found is None:
-        raise SpawnError(f"cannot execute {argv0}: not found in PATH ({env.get('PATH', os.defpath)})")
+        raise SpawnError(f"cannot execute {argv0}: not found in PATH ({search})")
     return found
 
 
@@ -110,32 +125,38 @@ def build_env(program: Program, base: dict[str, str]) -> dict[str, str]:
     return env
 
 
-class Spawned(NamedTuple):
-    """A started program: its Popen (kept so subprocess never waits for it) and the read ends of its
-    stdout and stderr pipes, owned by the caller."""
+def _explain(program: Program, env: dict[str, str], exc: OSError) -> SpawnError:
+    """Turn an exec failure into the message a lookup before the fork would have given."""
+    try:
+        resolve_executable(program, env)
+    except SpawnError as reason:
+        return reason
+    return SpawnError(f"cannot start {program.command[0]}: {exc.strerror or exc}")
 
-    popen: subprocess.Popen[bytes]
-    stdout_fd: int
-    stderr_fd: int
 
-
-def spawn(program: Program, base_env: dict[str, str], *, pdeathsig: bool) -> Spawned:
+def spawn(program: Program, env: dict[str, str], *, pdeathsig: bool) -> tuple[int, int, int]:
     """Fork and exec ``program`` in its own process group with stdout/stderr on fresh pipes.
 
-    The pipes are made here (non-inheritable; Popen dup2s the write ends onto 1 and 2 in the child)
-    rather than with ``subprocess.PIPE``, whose file objects the supervisor would only unwrap and
-    throw away on every restart.
+    ``env`` is the program's full environment (:func:`build_env`). Returns the pid and the read ends
+    of its stdout and stderr pipes, owned by the caller. The pipes are made here (close-on-exec;
+    Popen dup2s the write ends onto 1 and 2 in the child) rather than with ``subprocess.PIPE``, whose
+    file objects the supervisor would only unwrap and throw away on every restart.
     """
-    env = build_env(program, base_env)
+    import subprocess  # already imported by the time anything spawns; here so start-up pays it later
+
     identity = resolve_identity(program)
     if program.working_dir is not None and not os.path.isdir(program.working_dir):
         raise SpawnError(f"working directory {program.working_dir} does not exist")
-    executable = resolve_executable(program, env)
-    argv = [executable, *program.command[1:]]
-    if pdeathsig and SETPRIV is not None:
+    wrapper = setpriv() if pdeathsig else None
+    if wrapper is not None:
         # setpriv sets PR_SET_PDEATHSIG after Popen switched ids (a credential change clears it), then
-        # execs the program (resolved to its path here) with the same pid.
-        argv = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+        # execs the program (resolved here: setpriv failing to find it would only be exit 127) with
+        # the same pid.
+        argv = [wrapper, "--pdeathsig", "KILL", "--", resolve_executable(program, env), *program.command[1:]]
+    else:
+        # Popen searches the program's PATH in the child as execvp does; a failure comes back as an
+        # OSError and is explained then, so a successful start pays for no lookup.
+        argv = list(program.command)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
@@ -157,11 +178,14 @@ def spawn(program: Program, base_env: dict[str, str], *, pdeathsig: bool) -> Spa
         os.close(out_r)
         os.close(err_r)
         if isinstance(exc, OSError):
-            raise SpawnError(f"cannot start {program.command[0]}: {exc.strerror or exc}") from None
+            raise _explain(program, env, exc) from None
         if isinstance(exc, ValueError | OverflowError):  # the model rejects these; never let one kill the loop
             raise SpawnError(f"cannot start {program.command[0]}: {exc}") from None
         raise
     finally:
         os.close(out_w)
         os.close(err_w)
-    return Spawned(popen, out_r, err_r)
+    # The master reaps every child itself (waitpid(-1)). A Popen dropped with no return code would
+    # be polled by subprocess's clean-up at the next Popen, which would steal the exit status.
+    popen.returncode = 0
+    return popen.pid, out_r, err_r

@@ -57,6 +57,44 @@ def test_spawn_options_argv_env_cwd_umask_pgid_and_no_leaked_fds(run, tmp_path: 
     assert sup.stop() == 0
 
 
+def test_plain_program_gets_only_std_fds_default_signals_and_devnull_stdin(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A descriptor the supervisor inherited from its own parent must not reach a program, and signals
+    the supervisor ignores (SIGPIPE, SIGXFSZ) or handles must be back to their defaults, with none
+    blocked (glibc's posix_spawn, for one, would leave its internal signals 32 and 33 ignored)."""
+    report, sigs = tmp_path / "report.json", tmp_path / "signals.txt"
+    script = (
+        "import json,os;"
+        f"json.dump({{'fds': sorted(int(f) for f in os.listdir('/proc/self/fd')), 'pgid': os.getpgid(0),"
+        " 'stdin': os.readlink('/proc/self/fd/0'), 'pid': os.getpid()},"
+        f" open({str(report)!r}, 'w')); import time; time.sleep(1000)"
+    )
+    leaked_r, leaked_w = os.pipe()
+    os.set_inheritable(leaked_w, True)
+    try:
+        # Python ignores SIGPIPE itself at start-up, so dispositions are read by grep under sh.
+        sup = run(yaml_programs(f"""  - name: probe
+    command: [{json.dumps(PY)}, "-c", {json.dumps(script)}]
+  - name: signals
+    command: ["sh", "-c", "grep -E '^Sig(Ign|Blk):' /proc/self/status > {sigs}; exec sleep 1000"]
+"""), pass_fds=(leaked_w,))
+    finally:
+        os.close(leaked_w)
+    sup.wait_ready(2)
+    wait_until(lambda: report.exists() and report.stat().st_size > 0 and sigs.exists() and sigs.stat().st_size > 0)
+    data = json.loads(report.read_text())
+    (pid,) = sup.forked_pids("probe")
+    assert data["fds"] == [0, 1, 2, 3]  # 3: the listdir's own descriptor
+    assert data["stdin"] == "/dev/null"
+    assert data["pid"] == pid and data["pgid"] == pid
+    masks = {k: int(v, 16) for k, v in (line.split(":") for line in sigs.read_text().split("\n") if line)}
+    assert masks == {"SigIgn": 0, "SigBlk": 0}, masks
+    assert sup.stop() == 0
+    # the write end the supervisor inherited is closed everywhere once it is gone: EOF, not a hang
+    os.set_blocking(leaked_r, False)
+    assert os.read(leaked_r, 1) == b""
+    os.close(leaked_r)
+
+
 def test_output_is_prefixed_per_program_and_stream(run) -> None:  # type: ignore[no-untyped-def]
     sup = run(yaml_programs("""  - name: talker
     command: ["sh", "-c", "echo out-line; echo err-line >&2; printf 'no-newline'; exec sleep 1000"]

@@ -59,6 +59,38 @@ def test_as_pid1_a_thousand_orphaned_grandchildren_leave_no_zombie(tmp_path: Pat
     assert sup.proc.wait(15) == 0
 
 
+def test_as_pid1_exec_failures_are_fatal_with_the_same_messages(tmp_path: Path, started) -> None:  # type: ignore[no-untyped-def]
+    """As PID 1 there is no setpriv in the chain and no lookup before the fork: the exec's own failure
+    is explained afterwards, with the messages a lookup would have given."""
+    need_root()
+    require("unshare", "util-linux")
+    not_executable = tmp_path / "script.sh"
+    not_executable.write_text("#!/bin/sh\n")
+    config = write_config(tmp_path, f"""programs:
+  - name: typo
+    command: ["/no/such/binary", "--flag"]
+  - name: notinpath
+    command: ["definitely-not-a-command-xyz"]
+  - name: noexec
+    command: ["{not_executable}"]
+  - name: adir
+    command: ["{tmp_path}"]
+  - name: fine
+    command: ["sleep", "1000"]
+""")
+    sup = Supervisor(config, prefix=["unshare", "--pid", "--fork", "--mount-proc"])
+    started.append(sup)
+    sup.wait_log(r"\[NOTICE\]   \(1\) : New program 'fine' \(\d+\) forked")  # PID 1: no setpriv
+    sup.wait_log(r"Program 'typo' cannot start: cannot execute /no/such/binary: no such file")
+    sup.wait_log(r"Program 'notinpath' cannot start: cannot execute definitely-not-a-command-xyz: not found in "
+                 r"PATH \(")
+    sup.wait_log(rf"Program 'noexec' cannot start: cannot execute {not_executable}: not an executable file")
+    sup.wait_log(rf"Program 'adir' cannot start: cannot execute {tmp_path}: not an executable file")
+    (pid1,) = psutil.Process(sup.pid).children()
+    os.kill(pid1.pid, signal.SIGTERM)
+    assert sup.proc.wait(15) == 0
+
+
 def identity_probe(report: Path, name: str, extra: str) -> str:
     """A shell program (the venv's interpreter may be unreadable to other users) reporting its ids
     as ``uid gid groups...``."""
