@@ -10,7 +10,6 @@ import argparse
 import os
 import resource
 import sys
-from pathlib import Path
 
 from . import __version__, _early  # noqa: F401  (_early first: it guards start-up against reload signals)
 from .config import ConfigError, load_path
@@ -80,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"Configuration file is valid ({len(config.programs)} programs, {config.hash})")
         return 0
+    # What this load read, for the config watcher that only starts once the programs run.
+    loaded = config_fingerprint(args.config) if not args.no_watch else b""
 
     raise_fd_limit()
     is_pid1 = os.getpid() == 1
@@ -102,16 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         log.alert(f"Cannot start: {exc}")
         return 1
     if args.pidfile:
-        Path(args.pidfile).write_text(f"{os.getpid()}\n")
+        with open(args.pidfile, "w") as pidfile:
+            pidfile.write(f"{os.getpid()}\n")
+    master.start(config)
     watcher = None
     if options.watch:
         try:
             watcher = ConfigWatcher(loop, args.config, lambda: master.reload(origin="config change"),
-                                    options.debounce_seconds)
-            master.on_load_hooks.append(lambda: watcher.accept(config_fingerprint(Path(args.config))))
+                                    options.debounce_seconds, loaded=loaded)
+            master.on_load_hooks.append(lambda: watcher.accept(config_fingerprint(args.config)))
         except WatchError as exc:
             log.warning(f"Not watching {args.config} for changes: {exc}")
-    master.start(config)
     try:
         loop.run_forever()
     finally:
@@ -120,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         if watcher is not None:
             watcher.close()
         if args.pidfile:
-            Path(args.pidfile).unlink(missing_ok=True)
+            try:
+                os.unlink(args.pidfile)
+            except FileNotFoundError:
+                pass
     return master.exit_code or 0
 
 

@@ -7,7 +7,6 @@ load or reload attempt, which ``show startup-logs`` prints and ``reload`` return
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -47,6 +46,8 @@ class Logger:
         for listener in self.listeners:
             listener(line)
         if self.fmt == "json":
+            import json  # only for --log-format json
+
             text = json.dumps({"ts": round(time.time(), 6), "level": level.lower(), "pid": self.pid,
                                "source": "progset", "msg": message})
         else:

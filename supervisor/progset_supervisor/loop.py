@@ -13,7 +13,6 @@ import itertools
 import os
 import selectors
 import signal
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,9 +51,10 @@ class Loop:
         self._ready: deque[tuple[Callback, tuple[Any, ...]]] = deque()
         self._signal_handlers: dict[int, Callback] = {}
         self._stopping = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        # A pipe, not a socketpair: the same wake-up without importing socket before programs start.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, (self._drain_wakeup, None))
         self._old_wakeup_fd: int | None = None
 
@@ -110,15 +110,15 @@ class Loop:
     def add_signal_handler(self, signum: int, callback: Callback) -> None:
         """Run ``callback(signum)`` from the loop (not from the signal handler) when ``signum`` arrives."""
         if self._old_wakeup_fd is None:
-            self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+            self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         self._signal_handlers[signum] = callback
         # The Python-level handler does nothing: the C handler already wrote the signal number to the
-        # wakeup socket, which wakes ``select`` and is dispatched in ``_drain_wakeup``.
+        # wakeup pipe, which wakes ``select`` and is dispatched in ``_drain_wakeup``.
         signal.signal(signum, _ignore_in_handler)
 
     def _drain_wakeup(self) -> None:
         try:
-            data = self._wake_r.recv(4096)
+            data = os.read(self._wake_r, 4096)
         except (BlockingIOError, InterruptedError):
             return
         for signum in dict.fromkeys(data):  # coalesce repeats, keep arrival order
@@ -169,8 +169,8 @@ class Loop:
         if self._old_wakeup_fd is not None:
             signal.set_wakeup_fd(self._old_wakeup_fd)
         self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
 
 def _ignore_in_handler(signum: int, frame: object) -> None:

@@ -9,12 +9,11 @@ quietly reaps everything else (orphans re-parented to us as PID 1 or as a child 
 from __future__ import annotations
 
 import os
-import random
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import __version__
 from .config import Config, ConfigError, Program, load_path, parse_signal
@@ -24,6 +23,9 @@ from .output import OutputSink
 from .plan import Action, plan
 from .program import ExitStatus, Instance, State, Supervised
 
+if TYPE_CHECKING:
+    import random
+
 ReloadDone = Callable[[bool, list[str]], None]
 
 
@@ -31,8 +33,7 @@ class CommandError(Exception):
     """A Master CLI command that cannot be done; the message is shown to the user as is."""
 
 
-@dataclass
-class Options:
+class Options(NamedTuple):
     config_path: str
     log_lines: int = 1000
     pdeathsig: bool = True
@@ -41,14 +42,16 @@ class Options:
     seed: int | None = None
 
 
-@dataclass
 class ReloadRun:
     """One reload in progress: how many actions still have to finish, who waits for the answer."""
 
-    hard: bool
-    pending: int = 0
-    waiters: list[ReloadDone] = field(default_factory=list)
-    applied: bool = False
+    __slots__ = ("applied", "hard", "pending", "waiters")
+
+    def __init__(self, hard: bool) -> None:
+        self.hard = hard
+        self.pending = 0
+        self.waiters: list[ReloadDone] = []
+        self.applied = False
 
 
 class Master:
@@ -57,7 +60,7 @@ class Master:
         self.loop = loop
         self.log = log
         self.sink = sink
-        self.rng = random.Random(options.seed)
+        self._rng: random.Random | None = None
         # Programs see the supervisor's environment plus HAProxy's marker, as under an HAProxy master.
         self.base_env: dict[str, str] = {**os.environ, "HAPROXY_MWORKER": "1"}
         self.config: Config | None = None
@@ -87,6 +90,15 @@ class Master:
         self._alive_dependents: dict[str, int] = {}
         self._stop_requested: set[str] = set()
         self._released: set[str] = set()
+
+    @property
+    def rng(self) -> random.Random:
+        """Backoff jitter; made on the first crash, so start-up does not import random."""
+        if self._rng is None:
+            import random
+
+            self._rng = random.Random(self.options.seed)
+        return self._rng
 
     # -- lifecycle --------------------------------------------------------------------------------
     def install_signals(self) -> None:

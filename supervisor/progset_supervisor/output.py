@@ -9,7 +9,6 @@ a line longer than ``MAX_LINE`` is cut so one chatty program cannot grow our mem
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import struct
 import termios
@@ -48,6 +47,8 @@ class OutputSink:
 
     def emit(self, program: str, pid: int, stream: str, lines: list[bytes]) -> None:
         if self.fmt == "json":
+            import json  # only for --log-format json
+
             now = round(time.time(), 6)
             payload = b"".join(
                 json.dumps({"ts": now, "program": program, "pid": pid, "stream": stream,

@@ -14,16 +14,14 @@ A *hard* reload restarts every program that still exists, whatever its ``onReloa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .config import Config, Program
 
 ActionKind = Literal["start", "stop", "restart", "signal", "keep"]
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
     kind: ActionKind
     name: str
     reason: str

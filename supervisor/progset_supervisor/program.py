@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import enum
 import os
-import random
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .config import Backoff, Program, parse_signal
 from .loop import Timer
@@ -26,6 +24,8 @@ from .output import LogRing, PipeReader
 from .spawn import SpawnError, build_env, spawn
 
 if TYPE_CHECKING:
+    import random
+
     from .master import Master
 
 
@@ -39,21 +39,20 @@ class State(enum.Enum):
     FATAL = "FATAL"
 
 
-@dataclass(frozen=True)
-class ExitStatus:
+class ExitStatus(NamedTuple):
     """How a process ended, normalised as HAProxy does: the exit code, or 128 + the signal number."""
 
     code: int
     signal: int | None
-    when: float = field(default_factory=time.time)
+    when: float  # wall-clock time of the exit (time.time())
 
     @classmethod
     def from_wait_status(cls, status: int) -> ExitStatus:
         if os.WIFEXITED(status):
-            return cls(os.WEXITSTATUS(status), None)
+            return cls(os.WEXITSTATUS(status), None, time.time())
         if os.WIFSIGNALED(status):
-            return cls(128 + os.WTERMSIG(status), os.WTERMSIG(status))
-        return cls(255, None)
+            return cls(128 + os.WTERMSIG(status), os.WTERMSIG(status), time.time())
+        return cls(255, None, time.time())
 
     @property
     def failed(self) -> bool:

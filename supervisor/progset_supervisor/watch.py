@@ -5,16 +5,17 @@ The kubelet updates a mounted ConfigMap by writing a new timestamped directory a
 change. So we watch the *directory* (the config directory itself, or the parent of a config file),
 debounce the burst of events one update makes, and reload only if the bytes of the config changed.
 No polling: the inotify fd sits in the event loop like any socket.
+
+The watcher is set up after the first programs were started (it needs ctypes, whose import is
+not worth delaying them for). It is given the content the first load read, and compares once
+when it starts, so a change made in between is not lost.
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import os
 import struct
 from collections.abc import Callable
-from pathlib import Path
 
 from .config.loader import HAPROXY_SUFFIXES, YAML_SUFFIXES, config_files
 from .libc import libc
@@ -41,30 +42,39 @@ class WatchError(Exception):
     pass
 
 
-def config_fingerprint(path: Path) -> bytes:
-    """Digest of every byte the loader would read (resolving the kubelet's symlinks)."""
-    digest = hashlib.sha256()
+def config_fingerprint(path: str) -> bytes:
+    """Every byte the loader would read (resolving the kubelet's symlinks), with the file names.
+
+    The bytes themselves, not a digest: a config is small (a ConfigMap holds at most 1 MiB), so
+    keeping one copy costs less than hashing it at start-up and compares just as well.
+    """
+    parts: list[bytes] = []
     try:
-        files = config_files(path) if path.is_dir() else [path]
+        files = config_files(path) if os.path.isdir(path) else [path]
         for file in files:
-            digest.update(str(file.name).encode() + b"\0")
-            digest.update(file.read_bytes() + b"\0")
+            with open(file, "rb") as handle:
+                parts += [os.fsencode(os.path.basename(file)), handle.read()]
     except (OSError, Exception):
-        digest.update(b"unreadable")
-    return digest.digest()
+        return b"unreadable"
+    return b"\0".join(parts)
 
 
 class ConfigWatcher:
     """Calls ``on_change()`` once per settled change of the config's content."""
 
-    def __init__(self, loop: Loop, path: str, on_change: Callable[[], None], debounce: float = 0.2) -> None:
+    def __init__(self, loop: Loop, path: str, on_change: Callable[[], None], debounce: float = 0.2,
+                 loaded: bytes | None = None) -> None:
+        """``loaded``: the :func:`config_fingerprint` of what was last loaded; a difference from the
+        files as they are now counts as a change (the default, None, takes them as they are)."""
+        import ctypes
+
         self.loop = loop
-        self.path = Path(path).absolute()
-        self.is_directory = self.path.is_dir()
-        self.directory = self.path if self.is_directory else self.path.parent
+        self.path = os.path.abspath(path)
+        self.is_directory = os.path.isdir(self.path)
+        self.directory = self.path if self.is_directory else os.path.dirname(self.path)
+        self.name = os.path.basename(self.path)
         self.on_change = on_change
         self.debounce = debounce
-        self.fingerprint = config_fingerprint(self.path)
         self._timer: Timer | None = None
         self._libc = libc()
         fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
@@ -80,10 +90,16 @@ class ConfigWatcher:
         # and a new one renamed or created in its place) the watch saw nothing ever again. Watching the
         # parent for our directory's name lets us move the watch to the new directory.
         self.parent_wd: int | None = None
-        if self.directory.parent != self.directory:
-            parent_wd = self._libc.inotify_add_watch(fd, os.fsencode(self.directory.parent), PARENT_MASK)
+        parent = os.path.dirname(self.directory)
+        if parent != self.directory:
+            parent_wd = self._libc.inotify_add_watch(fd, os.fsencode(parent), PARENT_MASK)
             self.parent_wd = parent_wd if parent_wd >= 0 else None
         loop.add_reader(fd, self._readable)
+        # Read after the watch exists: a change from here on is an event, one before it a difference.
+        self.fingerprint = config_fingerprint(self.path)
+        if loaded is not None and loaded != self.fingerprint:
+            self.fingerprint = loaded
+            self._timer = loop.call_later(debounce, self._settled)  # as if an event had come
 
     def accept(self, fingerprint: bytes) -> None:
         """The content the master just loaded, so a reload by signal does not trigger another."""
@@ -97,7 +113,7 @@ class ConfigWatcher:
         text = os.fsdecode(name)
         if self.is_directory:
             return text.endswith(YAML_SUFFIXES + HAPROXY_SUFFIXES)
-        return text == self.path.name
+        return text == self.name
 
     def _readable(self) -> None:
         try:
@@ -113,7 +129,7 @@ class ConfigWatcher:
             if wd == self.wd:
                 relevant = relevant or self._relevant(name)
             elif wd == self.parent_wd:
-                if name == os.fsencode(self.directory.name):
+                if name == os.fsencode(os.path.basename(self.directory)):
                     self._rewatch()
                     relevant = True
             elif wd == -1:  # IN_Q_OVERFLOW: events were lost, so compare the content

@@ -259,3 +259,29 @@ def test_reload_signals_during_a_reload_are_coalesced_into_one_more(tmp_path: Pa
     sup.wait_log(r"Loading success\.", count=3)
     assert len(sup.err.matching(r"Reloading progset")) == 2  # the first, then one for all three signals
     assert sup.stop() == 0
+
+
+@pytest.mark.parametrize("changed", [True, False])
+def test_watcher_started_after_the_load_notices_a_change_made_in_between(tmp_path: Path, changed: bool) -> None:
+    """The watcher starts only once the first programs run (after the load); an edit made between the
+    load and the watcher's start has no inotify event, so the watcher compares with what was loaded."""
+    from progset_supervisor.loop import Loop
+    from progset_supervisor.watch import ConfigWatcher, config_fingerprint
+
+    config = write_config(tmp_path, "programs: []\n")
+    loaded = config_fingerprint(str(config))
+    if changed:
+        config.write_text("programs:\n  - name: late\n    command: [sleep, '1']\n")
+    loop = Loop()
+    calls: list[str] = []
+    watcher = ConfigWatcher(loop, str(config), lambda: calls.append("change"), debounce=0.05, loaded=loaded)
+    try:
+        deadline = loop.time() + 1.0
+        while not calls and loop.time() < deadline:
+            loop.run_once(max_wait=deadline - loop.time())
+        assert calls == (["change"] if changed else [])
+        # the difference counted once: its content is now the watcher's baseline
+        assert watcher.fingerprint == config_fingerprint(str(config))
+    finally:
+        watcher.close()
+        loop.close()

@@ -8,11 +8,10 @@ run shows every mistake instead of one per attempt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One thing wrong with a configuration."""
 
     location: str

@@ -8,7 +8,6 @@ and their programs are merged; the same program name in two files is an error.
 from __future__ import annotations
 
 import os
-from pathlib import Path as FsPath
 
 from .errors import ConfigError, Problem
 from .model import Config, Path
@@ -33,49 +32,51 @@ def load_text(text: str, filename: str, *, check_references: bool = True) -> Con
     return load_haproxy_text(text, filename, check_references=check_references)
 
 
-def _read(path: FsPath) -> str:
+def _read(path: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            return file.read()
     except UnicodeDecodeError as exc:
-        raise ConfigError(Problem(str(path), f"not UTF-8 text (byte {exc.start}); is this the right file?")) from None
+        raise ConfigError(Problem(path, f"not UTF-8 text (byte {exc.start}); is this the right file?")) from None
     except OSError as exc:
-        raise ConfigError(Problem(str(path), f"cannot read: {exc.strerror}")) from None
+        raise ConfigError(Problem(path, f"cannot read: {exc.strerror}")) from None
 
 
-def config_files(directory: FsPath) -> list[FsPath]:
+def config_files(directory: str) -> list[str]:
     """Visible files with a known extension, sorted; hidden entries (``..data``, ``..2026_...``) skipped."""
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
-        raise ConfigError(Problem(str(directory), f"cannot list directory: {exc.strerror}")) from None
-    return [directory / n for n in names
-            if not n.startswith(".") and n.endswith(YAML_SUFFIXES + HAPROXY_SUFFIXES) and (directory / n).is_file()]
+        raise ConfigError(Problem(directory, f"cannot list directory: {exc.strerror}")) from None
+    return [os.path.join(directory, n) for n in names
+            if not n.startswith(".") and n.endswith(YAML_SUFFIXES + HAPROXY_SUFFIXES)
+            and os.path.isfile(os.path.join(directory, n))]
 
 
 def load_path(path: str | os.PathLike[str]) -> Config:
     """Load ``-f``: one file, or every config file of a directory merged in name order."""
-    target = FsPath(path)
-    if not target.exists():
-        raise ConfigError(Problem(str(target), "no such file or directory"))
-    if not target.is_dir():
-        return load_text(_read(target), str(target))
+    target = os.fspath(path)
+    if not os.path.exists(target):
+        raise ConfigError(Problem(target, "no such file or directory"))
+    if not os.path.isdir(target):
+        return load_text(_read(target), target)
     files = config_files(target)
     if not files:
-        raise ConfigError(Problem(str(target), "directory holds no config file (*.yaml, *.yml, *.json, *.cfg, "
+        raise ConfigError(Problem(target, "directory holds no config file (*.yaml, *.yml, *.json, *.cfg, "
                                   "*.conf)"))
     if len(files) == 1:
-        return load_text(_read(files[0]), str(files[0]))
+        return load_text(_read(files[0]), files[0])
     configs: list[Config] = []
     problems: list[Problem] = []
     for file in files:
         try:
             # references are checked once all files are merged: dependsOn may name another file's program
-            configs.append(load_text(_read(file), str(file), check_references=False))
+            configs.append(load_text(_read(file), file, check_references=False))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return merge_configs(configs, str(target))
+    return merge_configs(configs, target)
 
 
 def merge_configs(configs: list[Config], origin: str) -> Config:

@@ -1,4 +1,4 @@
-"""The one definition of a program: dataclasses, defaults, validation and the canonical spec form.
+"""The one definition of a program: record types, defaults, validation and the canonical spec form.
 
 Every loader (HAProxy syntax, ProgramSet manifest, rendered config) turns its input into a *spec*
 dictionary with the camelCase keys of a ProgramSet ``spec`` and hands it to :func:`config_from_spec`.
@@ -8,15 +8,11 @@ what ``kubectl apply`` accepts and what the supervisor runs can never disagree.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 import signal
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .errors import ConfigError, Problem
 
@@ -82,8 +78,7 @@ def parse_signal(value: object) -> signal.Signals:
         raise ValueError(f"unknown signal {value!r}; use a name such as SIGTERM, SIGHUP, SIGUSR1") from None
 
 
-@dataclass(frozen=True)
-class Backoff:
+class Backoff(NamedTuple):
     """Restart delays: immediate first restart, then ``initial`` x 2^n with jitter, capped at ``max``."""
 
     initial_seconds: float = DEFAULT_BACKOFF_INITIAL
@@ -91,14 +86,12 @@ class Backoff:
     reset_after_seconds: float = DEFAULT_BACKOFF_RESET
 
 
-@dataclass(frozen=True)
-class EnvVar:
+class EnvVar(NamedTuple):
     name: str
     value: str
 
 
-@dataclass(frozen=True)
-class Program:
+class Program(NamedTuple):
     """One supervised program; equality of two Programs means "same definition" for reloads."""
 
     name: str
@@ -109,7 +102,7 @@ class Program:
     user: str | None = None
     group: str | None = None
     restart: RestartPolicy = "on-failure"
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = Backoff()
     stop_signal: str = DEFAULT_STOP_SIGNAL
     stop_timeout_seconds: float = DEFAULT_STOP_TIMEOUT
     on_reload: OnReload = "restart"
@@ -161,8 +154,7 @@ class Program:
         return spec
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """Where a rendered config came from (the ProgramSet object), for ``show info`` and metrics."""
 
     namespace: str = ""
@@ -175,15 +167,26 @@ class Source:
         return f"{self.namespace}/{self.name}@{self.generation}"
 
 
-@dataclass(frozen=True)
+NO_SOURCE = Source()
+
+
 class Config:
     """A validated configuration: programs in order plus supervisor-wide settings."""
 
-    programs: tuple[Program, ...] = ()
-    ready_programs: tuple[str, ...] | None = None
-    config_map_name: str | None = None
-    source: Source = field(default_factory=Source)
-    origin: str = ""
+    __slots__ = ("_hash", "config_map_name", "origin", "programs", "ready_programs", "source")
+
+    def __init__(self, programs: tuple[Program, ...] = (), ready_programs: tuple[str, ...] | None = None,
+                 config_map_name: str | None = None, source: Source = NO_SOURCE, origin: str = "") -> None:
+        self.programs = programs
+        self.ready_programs = ready_programs
+        self.config_map_name = config_map_name
+        self.source = source
+        self.origin = origin
+        self._hash: str | None = None
+
+    def __repr__(self) -> str:
+        return (f"Config(programs={self.programs!r}, ready_programs={self.ready_programs!r}, "
+                f"config_map_name={self.config_map_name!r}, source={self.source!r}, origin={self.origin!r})")
 
     def by_name(self) -> dict[str, Program]:
         return {p.name: p for p in self.programs}
@@ -196,10 +199,12 @@ class Config:
             spec["configMapName"] = self.config_map_name
         return spec
 
-    @cached_property
+    @property
     def hash(self) -> str:
-        """Computed once: ``show info``, ``/status`` and every scrape ask for it."""
-        return spec_hash(self.to_spec())
+        """Computed once, when first asked: ``show info``, ``/status`` and every scrape ask for it."""
+        if self._hash is None:
+            self._hash = spec_hash(self.to_spec())
+        return self._hash
 
     def start_order(self) -> list[Program]:
         """Programs ordered so each starts after its ``dependsOn``; config order breaks ties."""
@@ -208,6 +213,9 @@ class Config:
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """Content hash of a defaulted spec: stable across key order and YAML formatting."""
+    import hashlib  # only when a hash is asked for: not on the way to the first spawn
+    import json
+
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -12,8 +11,7 @@ from .errors import ConfigError, Problem
 from .model import Path
 
 
-@dataclass
-class YamlDocument:
+class YamlDocument(NamedTuple):
     """One YAML document: its data and the line (1-based) where each path's value starts."""
 
     data: Any
