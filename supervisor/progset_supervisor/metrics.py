@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
@@ -44,16 +43,18 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STATE, PPID, UTIME, STIME, CUTIME, CSTIME, NUM_THREADS, RSS = 0, 1, 11, 12, 13, 14, 17, 21
 
 
-@dataclass
 class TreeUsage:
     """Resources of one program's process tree (the program's process and all its descendants)."""
 
-    processes: int = 0
-    cpu_user: float = 0.0
-    cpu_system: float = 0.0
-    resident_bytes: int = 0
-    open_fds: int = 0
-    threads: int = 0
+    __slots__ = ("cpu_system", "cpu_user", "open_fds", "processes", "resident_bytes", "threads")
+
+    def __init__(self) -> None:
+        self.processes = 0
+        self.cpu_user = 0.0
+        self.cpu_system = 0.0
+        self.resident_bytes = 0
+        self.open_fds = 0
+        self.threads = 0
 
     def add(self, pid: int, stat: list[bytes], proc: str) -> None:
         """Add one live process.

@@ -15,8 +15,7 @@ that client until then, so answers always come back in order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from . import render
 from .levels import Level
@@ -36,8 +35,7 @@ FIXED_HELP = (
 )
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """One answer. ``severity`` is None for dumps (tables, logs) and set for messages, like HAProxy's
     ``cli_msg``/``cli_err``, so ``set severity-output`` prefixes exactly what HAProxy would prefix."""
 
@@ -72,8 +70,7 @@ class Context(Protocol):
 Handler = Callable[[Context, list[str]], "Reply | None"]
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     words: tuple[str, ...]
     usage: str | None
     help: str

@@ -9,7 +9,6 @@ closed at once instead of hanging in the listen backlog.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..acceptor import Acceptor
@@ -25,12 +24,16 @@ ACCEPT_BATCH = 64
 EMFILE_PAUSE = 0.5
 
 
-@dataclass
 class Listener:
-    spec: SocketSpec
-    sock: socket.socket
-    inode: int
-    acceptor: Acceptor | None = field(default=None, repr=False)
+    """One bound Master CLI socket and what accepts on it."""
+
+    __slots__ = ("acceptor", "inode", "sock", "spec")
+
+    def __init__(self, spec: SocketSpec, sock: socket.socket, inode: int) -> None:
+        self.spec = spec
+        self.sock = sock
+        self.inode = inode
+        self.acceptor: Acceptor | None = None
 
 
 class CliServer:

@@ -11,14 +11,13 @@ answers connections belongs to a live process and is refused rather than stolen.
 
 from __future__ import annotations
 
-import difflib
 import errno
 import grp
 import os
 import pwd
 import socket
 import stat
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .levels import Level, parse_level
 
@@ -27,8 +26,7 @@ UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the NUL
 OPTIONS = ("mode", "uid", "gid", "user", "group", "level")
 
 
-@dataclass(frozen=True)
-class SocketSpec:
+class SocketSpec(NamedTuple):
     path: str
     mode: int = DEFAULT_MODE
     uid: int | None = None
@@ -90,6 +88,8 @@ def parse_spec(text: str) -> SocketSpec:
             except ValueError as exc:
                 raise ValueError(f"-S '{text}': {exc}") from None
         else:
+            import difflib  # only to suggest a fix for a typo
+
             best = difflib.get_close_matches(option, OPTIONS, n=1)
             hint = f". Did you mean '{best[0]}' maybe ?" if best else f"; valid options: {', '.join(OPTIONS)}"
             raise ValueError(f"-S '{text}': unknown keyword '{option}'{hint}")

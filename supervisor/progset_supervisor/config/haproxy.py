@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError, Problem
 from .haproxy_cond import ConditionError, eval_condition
@@ -31,8 +30,7 @@ SECTION_KEYWORDS = frozenset({
 MESSAGE_DIRECTIVES = (".alert", ".warning", ".notice", ".diag")
 
 
-@dataclass(frozen=True)
-class _Keyword:
+class _Keyword(NamedTuple):
     """How one program-section keyword is written and which spec field it fills."""
 
     min_args: int
@@ -87,26 +85,26 @@ def parse_time(text: str) -> float:
     return float(number) * _TIME_FACTOR[unit]
 
 
-@dataclass
 class _Program:
     """One ``program`` section being read: its spec entry and where each field was set."""
 
-    name: str
-    line: int
-    spec: dict[str, Any] = field(default_factory=dict)
-    lines: dict[Path, int] = field(default_factory=dict)  # spec path inside the program -> line
-    set_by: dict[str, tuple[str, int]] = field(default_factory=dict)  # field -> (keyword as written, line)
-    command_tried: bool = False  # a 'command' line was seen, even a rejected one: "lacks a command" is noise
+    def __init__(self, name: str, line: int) -> None:
+        self.name = name
+        self.line = line
+        self.spec: dict[str, Any] = {}
+        self.lines: dict[Path, int] = {}  # spec path inside the program -> line
+        self.set_by: dict[str, tuple[str, int]] = {}  # field -> (keyword as written, line)
+        self.command_tried = False  # a 'command' line was seen, even a rejected one: "lacks a command" is noise
 
 
-@dataclass
 class _Cond:
     """One open ``.if`` block."""
 
-    line: int
-    taking: bool  # lines of the current branch are used
-    decided: bool  # a branch was already taken (or the parent block is skipped): later ones are not
-    seen_else: bool = False
+    def __init__(self, line: int, taking: bool, decided: bool) -> None:
+        self.line = line
+        self.taking = taking  # lines of the current branch are used
+        self.decided = decided  # a branch was already taken (or the parent block is skipped): later ones are not
+        self.seen_else = False
 
 
 class _Reader:

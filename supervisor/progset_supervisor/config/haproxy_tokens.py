@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_WORDS = 64
 PSEUDO_VARIABLES = (".FILE", ".LINE", ".SECTION")
@@ -58,8 +58,7 @@ class TokenError(ValueError):
         self.column = column
 
 
-@dataclass(frozen=True)
-class Tokens:
+class Tokens(NamedTuple):
     """The words of one line plus problems that only matter if progset uses the line.
 
     ``issues`` are deferred because the same text is harmless in a backend progset skips (binary
