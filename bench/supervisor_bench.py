@@ -5,9 +5,14 @@ Why one script for all three tools: absolute numbers depend on the machine, so t
 making are ratios between tools measured in the same run, on the same machine, with the same probe
 (see ``proctree``). Nothing here is asserted; the output is a Markdown report for ``bench/RESULTS.md``.
 
-For each N and each tool, in this order:
+progset runs as deployed: by default the bench installs it as a wheel into a scratch venv, as
+supervisor/Dockerfile does (``--editable`` uses the project's editable ``.venv`` instead, ``--progset``
+any executable). For each N, first ``--starts`` start-only rounds, interleaved between the tools (round
+1: every tool once, round 2: ...) so that each sees the same machine: launch with N programs, wait
+until all run, SIGTERM, wait until all is gone. Then, for each tool, in this order:
 
-1. **start**: time from launching the tool until N processes ``sleep 86400 MARKER_i`` descend from it;
+1. **start**: time from launching the tool until N processes ``sleep 86400 MARKER_i`` descend from it
+   (with the rounds' starts, ``--starts`` + 1 samples: the table shows their median and range);
 2. **RSS**: the tool's own resident memory (its main process, not the programs) after ``--settle-seconds``;
 3. **idle CPU**: utime+stime of the tool over ``--idle-seconds`` of nothing happening, plus its
    context switches (a wake-up, even one too short to cost a clock tick, is a context switch);
@@ -20,7 +25,7 @@ For each N and each tool, in this order:
 Every process this run starts is killed at the end, on errors and on Ctrl-C too: the tool's process
 group, the descendants it had, and anything still carrying this run's marker prefix.
 
-    .venv/bin/python bench/supervisor_bench.py                      # the issue's numbers (about 4 min)
+    .venv/bin/python bench/supervisor_bench.py                      # the issue's numbers (about 7 min)
     .venv/bin/python bench/supervisor_bench.py -n 10 -n 200 --idle-seconds 2 --kills 5   # quick look
 """
 
@@ -38,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from proctree import (
@@ -53,7 +58,7 @@ from proctree import (
     start_time,
     usage,
 )
-from tools import PROJECT, Tool, default_tools
+from tools import EDITABLE, PROJECT, Install, Progset, Tool, default_tools, install_wheel
 
 
 @dataclass
@@ -64,6 +69,8 @@ class Result:
     n: int
     first_s: float | None = None
     start_s: float | None = None
+    first_samples: list[float] = field(default_factory=list)  # first_s of the start rounds and of this one
+    start_samples: list[float] = field(default_factory=list)  # start_s likewise
     rss_kib: int | None = None
     idle: Usage | None = None
     restarts_ms: list[float] = field(default_factory=list)
@@ -181,12 +188,80 @@ def kill_one(scanner: ProgramScanner, marker: bytes, wait: float) -> tuple[float
     return (time.perf_counter() - t_kill) * 1000, ""
 
 
+ORPHAN_GRACE = 2.0  # seconds programs may outlive their supervisor's exit before they count as left behind
+
+
+def stop(proc: subprocess.Popen[bytes], supervisor: int, scanner: ProgramScanner,
+         timeout: float) -> tuple[float | None, str]:
+    """SIGTERM to the supervisor; seconds until it has exited and none of its programs runs (None: why not).
+
+    The signal goes out once the supervisor handles it (:func:`await_handler`; the clock starts then).
+    A supervisor that exits while its programs still run has left them behind (nothing else would stop
+    them): that is reported after ``ORPHAN_GRACE`` instead of waiting out ``timeout``.
+    """
+    if not await_handler(supervisor, signal.SIGTERM, 10.0):
+        return None, "no SIGTERM handler 10 s after the start; not sent"
+    programs = {pid: start_time(pid) for pid in scanner.scan().values()}
+    t_stop = time.perf_counter()
+    os.kill(supervisor, signal.SIGTERM)  # the supervisor itself: unshare would not pass it on
+    t_exit = None
+    while True:
+        exited = proc.poll() is not None
+        if exited and not any(alive(pid, started) for pid, started in programs.items()):
+            return time.perf_counter() - t_stop, ""
+        now = time.perf_counter()
+        if exited:
+            t_exit = now if t_exit is None else t_exit
+            if now - t_exit > ORPHAN_GRACE:
+                left = sum(alive(pid, started) for pid, started in programs.items())
+                return None, f"the supervisor exited ({proc.returncode}), leaving {left} programs running"
+        if now - t_stop > timeout:
+            return None, f"not done after {timeout:g} s"
+        time.sleep(0.001)
+
+
+def handles(pid: int, signum: int) -> bool:
+    """Whether ``pid`` has a handler for ``signum`` now (``SigCgt`` in /proc/PID/status).
+
+    Not ``SigBlk``: none of the tools waits for signals with signalfd, and HAProxy's master blocks
+    every signal for a moment while it resets its handlers, just before its last SIGTERM-less phase.
+    """
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & 1 << (signum - 1))
+    except OSError:
+        pass
+    return False
+
+
+def await_handler(pid: int, signum: int, timeout: float) -> bool:
+    """Wait until ``pid`` handles ``signum``: a tool may run its programs before it can be stopped.
+
+    HAProxy's master runs its programs before it catches SIGTERM (SIGTERM shows up in its ``SigCgt``
+    only after it logs "Loading success."): a SIGTERM in between kills the master with the default
+    action and leaves every program running (seen at N = 10 and 200).
+    A namespace's PID 1 without a handler would drop the signal instead. A start-only round, which
+    stops the tool right after its start, would meet this every time; the full measurement's stop
+    comes after settle, idle and kills, but waits the same way.
+    """
+    deadline = time.perf_counter() + timeout
+    while not handles(pid, signum):
+        if time.perf_counter() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
 def measure(tool: Tool, n: int, marker_prefix: str, args: argparse.Namespace, workdir: Path,
-            env: dict[str, str], warmup: bool = False) -> Result:
+            env: dict[str, str], mode: str = "full") -> Result:
     """All measurements of one tool at one N, each step only if the previous one worked.
 
-    ``warmup`` stops after the start: it loads the tool's files into the page cache (and fills
+    ``mode`` "warmup" stops after the start: it loads the tool's files into the page cache (and fills
     progset's bytecode cache), so the first measured tool is not the one that pays for a cold disk.
+    "start" is one start-only round: the start, then the stop (SIGTERM once the supervisor handles it,
+    as in step 5; the clean-up kills what is left if that fails), so the next round begins on a quiet
+    machine.
     A tool that does not restart gets its kill in a second launch, after the stop was measured:
     HAProxy's master, by default, answers a killed program by stopping everything (exit-on-failure).
     """
@@ -207,7 +282,12 @@ def measure(tool: Tool, n: int, marker_prefix: str, args: argparse.Namespace, wo
         # 1. start
         if not wait_running(result, scanner, proc, t0, n, t0 + args.start_timeout, workdir / "stderr.log"):
             return result
-        if warmup:
+        if mode == "warmup":
+            return result
+        if mode == "start":
+            stopped, stop_error = stop(proc, supervisor, scanner, args.stop_timeout)
+            if stopped is None:
+                result.errors.append(f"stop: {stop_error}")
             return result
         # 2. memory, once settled
         time.sleep(args.settle_seconds)
@@ -228,16 +308,9 @@ def measure(tool: Tool, n: int, marker_prefix: str, args: argparse.Namespace, wo
             result.restarts_ms.append(latency)
             time.sleep(args.kill_gap)
         # 5. stop: until the tool has exited and none of its programs runs any more
-        programs = {pid: start_time(pid) for pid in scanner.scan().values()}
-        t_stop = time.perf_counter()
-        os.kill(supervisor, signal.SIGTERM)  # the supervisor itself: unshare would not pass it on
-        while proc.poll() is None or any(alive(pid, started) for pid, started in programs.items()):
-            if time.perf_counter() - t_stop > args.stop_timeout:
-                result.errors.append(f"stop: not done after {args.stop_timeout:g} s")
-                break
-            time.sleep(0.001)
-        else:
-            result.stop_s = time.perf_counter() - t_stop
+        result.stop_s, stop_error = stop(proc, supervisor, scanner, args.stop_timeout)
+        if result.stop_s is None:
+            result.errors.append(f"stop: {stop_error}")
     if tool.restarts:
         return result
     # 4'. the kill, for a tool that never restarts: a fresh instance, since the master may exit after it
@@ -280,7 +353,7 @@ def machine() -> list[tuple[str, str]]:
         pass
     return [("CPUs (nproc)", str(len(os.sched_getaffinity(0)))), ("CPU model", model), ("memory", mem),
             ("kernel", f"{platform.system()} {platform.release()}"),
-            ("Python (bench, progset venv)", f"{platform.python_version()} ({sys.executable})")]
+            ("Python (bench)", f"{platform.python_version()} ({sys.executable})")]
 
 
 def fmt_ratio(a: float | None, b: float | None) -> str:
@@ -295,6 +368,18 @@ def restart_value(r: Result) -> float | None:
     return statistics.median(r.restarts_ms) if r.restarts_ms else None
 
 
+def start_value(r: Result) -> float | None:
+    """Median time until all N ran, over the start rounds and the full measurement's start."""
+    return statistics.median(r.start_samples) if r.start_samples else None
+
+
+def seconds(samples: list[float]) -> str:
+    """One sample as it is; several as median (min-max, n=count)."""
+    if len(samples) == 1:
+        return f"{samples[0]:.3f} s"
+    return f"{statistics.median(samples):.3f} s ({min(samples):.3f}-{max(samples):.3f}, n={len(samples)})"
+
+
 def table(results: list[Result], tools: list[str], args: argparse.Namespace) -> str:
     """One row per (metric, N); lower is better everywhere, so a ratio below 1 means progset wins."""
     by = {(r.tool, r.n): r for r in results}
@@ -302,13 +387,15 @@ def table(results: list[Result], tools: list[str], args: argparse.Namespace) -> 
     idle = f"{args.idle_seconds:g} s"
 
     def cell_first(r: Result) -> tuple[str, float | None]:
-        return ("—", None) if r.first_s is None else (f"{r.first_s:.3f} s", r.first_s)
+        if not r.first_samples:
+            return "—", None
+        return seconds(r.first_samples), statistics.median(r.first_samples)
 
     def cell_busy(r: Result) -> tuple[str, None]:
         return ("—", None) if r.busy is None else (f"{r.busy * 100:.0f} %", None)
 
     def cell_start(r: Result) -> tuple[str, float | None]:
-        return ("failed", None) if r.start_s is None else (f"{r.start_s:.3f} s", r.start_s)
+        return ("failed", None) if not r.start_samples else (seconds(r.start_samples), start_value(r))
 
     def cell_rss(r: Result) -> tuple[str, float | None]:
         return ("—", None) if r.rss_kib is None else (f"{r.rss_kib / 1024:.1f} MiB", float(r.rss_kib))
@@ -336,7 +423,8 @@ def table(results: list[Result], tools: list[str], args: argparse.Namespace) -> 
     def cell_stop(r: Result) -> tuple[str, float | None]:
         return ("—", None) if r.stop_s is None else (f"{r.stop_s:.3f} s", r.stop_s)
 
-    metrics = [("first program running after", cell_first), ("all N running after", cell_start),
+    median = ", median (min-max)" if args.starts else ""
+    metrics = [(f"first program running after{median}", cell_first), (f"all N running after{median}", cell_start),
                ("supervisor RSS", cell_rss),
                (f"idle CPU over {idle} (utime+stime)", cell_cpu),
                (f"idle on-CPU time and wake-ups over {idle}", cell_oncpu),
@@ -367,14 +455,20 @@ def targets(results: list[Result], mine: str = "progset") -> list[str]:
         return "not measured" if ok is None else ("**met**" if ok else "**NOT met**")
 
     def secs(r: Result | None) -> str:
-        return "—" if r is None or r.start_s is None else f"{r.start_s:.3f} s"
+        value = None if r is None else start_value(r)
+        if r is None or value is None:
+            return "—"
+        return f"{value:.3f} s" if len(r.start_samples) == 1 else f"median {value:.3f} s of {len(r.start_samples)}"
 
     def kib(r: Result | None) -> str:
         return "—" if r is None or r.rss_kib is None else f"{r.rss_kib / 1024:.1f} MiB"
 
     out = []
-    ok = None if p.start_s is None or h is None or h.start_s is None else p.start_s <= h.start_s
-    out.append(f"- All 200 running no slower than HAProxy: {verdict(ok)} ({mine} {secs(p)}, HAProxy {secs(h)})")
+    mine_s, haproxy_s = start_value(p), None if h is None else start_value(h)
+    ok = None if mine_s is None or haproxy_s is None else mine_s <= haproxy_s
+    how = " (medians of the starts)" if len(p.start_samples) > 1 else ""
+    out.append(f"- All 200 running no slower than HAProxy{how}: {verdict(ok)} "
+               f"({mine} {secs(p)}, HAProxy {secs(h)})")
     ok = None if p.rss_kib is None or s is None or s.rss_kib is None else p.rss_kib < s.rss_kib
     out.append(f"- RSS below supervisord's: {verdict(ok)} ({mine} {kib(p)}, supervisord {kib(s)})")
     med, other = restart_value(p), None if s is None else restart_value(s)
@@ -408,16 +502,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds a killed HAProxy program must stay dead to count as 'never' "
                              "(default %(default)s)")
     parser.add_argument("--stop-timeout", type=float, default=60.0, help="default %(default)s s")
-    parser.add_argument("--progset", help="progset-supervisor executable (default: the project's .venv)")
+    parser.add_argument("--starts", type=int, default=5, metavar="K",
+                        help="start-only rounds per N before the full measurement, interleaved between the "
+                             "tools; the start rows show the median of K+1 (default %(default)s; 0: one start)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--progset", metavar="PATH",
+                       help="progset-supervisor executable to measure (default: build a wheel of the working "
+                            "tree and install it into a scratch venv, as supervisor/Dockerfile does)")
+    which.add_argument("--editable", action="store_true",
+                       help="measure the project's editable .venv install (a dev install: its .pth files run at "
+                            "every interpreter start)")
     parser.add_argument("--supervisord", help="supervisord executable (default: from PATH)")
     parser.add_argument("--haproxy", help="haproxy executable (default: from PATH)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the untimed N=10 start of each tool that warms the page cache")
     parser.add_argument("--no-bytecode-cache", action="store_true",
-                        help="run progset as the environment has it (PYTHONDONTWRITEBYTECODE honoured, "
-                             "so an editable install compiles its sources at every start)")
+                        help="with --editable or --progset: run progset as the environment has it "
+                             "(PYTHONDONTWRITEBYTECODE honoured, so an editable install compiles its sources at "
+                             "every start); the default wheel install is compiled at install, as in the image")
     parser.add_argument("--keep", action="store_true", help="keep the temporary configs and logs, print where")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 <= args.starts <= 999:
+        parser.error("--starts must be between 0 and 999")
+    return args
+
+
+def progset_install(args: argparse.Namespace, install: Install | None) -> str:
+    """The report's line on which progset was measured."""
+    if install is not None:
+        return install.description
+    bytecode = ("bytecode as the environment has it" if args.no_bytecode_cache else
+                "bytecode compiled once into a scratch PYTHONPYCACHEPREFIX (as an installed wheel has it)")
+    if args.progset:
+        return f"{args.progset} (--progset); {bytecode}"
+    return f"the project's editable .venv (--editable; its .pth files run at every start); {bytecode}"
+
+
+def starts_note(args: argparse.Namespace) -> str:
+    if not args.starts:
+        return ""
+    return (f"Start: {args.starts} start-only rounds per N, interleaved between the tools (each round starts every "
+            "tool once, waits until all N run, stops it), plus the full measurement's start: median "
+            f"(min-max) of {args.starts + 1}; the ratios compare medians. ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,35 +551,71 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited as ignored (a script's `&`)
     sizes = args.sizes or [10, 200, 1000]
-    tools = [t for t in default_tools(args.progset, args.supervisord, args.haproxy,
+    tools = [t for t in default_tools(args.progset or str(EDITABLE), args.supervisord, args.haproxy,
                                        args.pid1 or "progset-pid1" in (args.tools or ()))
              if args.tools is None or t.name in args.tools]
     # Markers are sleep durations' fractional digits (GNU sleep adds its arguments): this run's pid and a
-    # random nonce, then tool, size and program index. The prefix names this run's processes and no others.
+    # random nonce, then tool, size, launch (0: the full measurement, 1..K: start rounds) and program index.
+    # The run prefix names this run's processes and no others; each launch's prefix, only its own.
     run_prefix = f"0.{os.getpid() % 100000:05d}{random.randrange(10000):04d}"
+
+    def prefix(ti: int, size: int, launch: int) -> str:
+        return f"{run_prefix}{ti}{size}{launch:03d}"
+
     root = Path(tempfile.mkdtemp(prefix="progset-bench-"))
     results: list[Result] = []
     interrupted = False
-    envs = {t.name: t.environment(root, not args.no_bytecode_cache) for t in tools}
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     t_begin = time.perf_counter()
+    install = None
+    if not args.progset and not args.editable and any(isinstance(t, Progset) for t in tools):
+        print("# progset: installing a wheel into a scratch venv ...", file=sys.stderr, flush=True)
+        try:
+            install = install_wheel(root)
+        except (KeyboardInterrupt, Interrupted, subprocess.CalledProcessError) as exc:
+            if isinstance(exc, subprocess.CalledProcessError):
+                print(f"# progset install failed: {' '.join(map(str, exc.cmd))}\n{exc.stdout}{exc.stderr}",
+                      file=sys.stderr)
+            subprocess.run(["rm", "-rf", str(root)], check=False)
+            return 1 if isinstance(exc, subprocess.CalledProcessError) else 130
+        tools = [replace(t, executable=str(install.executable)) if isinstance(t, Progset) else t for t in tools]
+    # Read now: the scratch venv is gone by the time the report is written.
+    versions = [(t.name, t.version()) for t in tools]
+    envs = {t.name: t.environment(root, install is None and not args.no_bytecode_cache) for t in tools}
     try:
         if not args.no_warmup:
             for ti, tool in enumerate(tools):
                 workdir = root / f"{tool.name}-warmup"
                 workdir.mkdir()
                 print(f"# {tool.name} warm-up ...", file=sys.stderr, flush=True)
-                warm = measure(tool, 10, f"{run_prefix}{ti}9", args, workdir, envs[tool.name], warmup=True)
+                warm = measure(tool, 10, prefix(ti, 9, 0), args, workdir, envs[tool.name], mode="warmup")
                 for error in warm.errors:
                     print(f"#   {tool.name} warm-up: {error}", file=sys.stderr, flush=True)
         for ni, n in enumerate(sizes):
+            # Start-only rounds, interleaved: every tool once per round, so all see the same machine.
+            rounds: dict[str, list[Result]] = {t.name: [] for t in tools}
+            for k in range(1, args.starts + 1):
+                done = []
+                for ti, tool in enumerate(tools):
+                    workdir = root / f"{tool.name}-{n}-start{k}"
+                    workdir.mkdir()
+                    sample = measure(tool, n, prefix(ti, ni % 9, k), args, workdir, envs[tool.name], mode="start")
+                    rounds[tool.name].append(sample)
+                    done.append(f"{tool.name} {'failed' if sample.start_s is None else f'{sample.start_s:.3f} s'}")
+                    for error in sample.errors:
+                        print(f"#   {tool.name} N={n} start round {k}: {error}", file=sys.stderr, flush=True)
+                print(f"# N={n} start round {k}/{args.starts}: {', '.join(done)}", file=sys.stderr, flush=True)
             for ti, tool in enumerate(tools):
                 workdir = root / f"{tool.name}-{n}"
                 workdir.mkdir()
                 print(f"# {tool.name} N={n} ...", file=sys.stderr, flush=True)
-                result = measure(tool, n, f"{run_prefix}{ti}{ni % 9}", args, workdir, envs[tool.name])
+                result = measure(tool, n, prefix(ti, ni % 9, 0), args, workdir, envs[tool.name])
                 for error in result.errors:
                     print(f"#   {tool.name} N={n}: {error}", file=sys.stderr, flush=True)
+                starts = [*rounds[tool.name], result]
+                result.first_samples = [r.first_s for r in starts if r.first_s is not None]
+                result.start_samples = [r.start_s for r in starts if r.start_s is not None]
+                result.errors += [f"start round {k}: {e}" for k, r in enumerate(rounds[tool.name], 1) for e in r.errors]
                 results.append(result)
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
@@ -474,14 +636,14 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python", os.path.relpath(__file__, PROJECT), *(sys.argv[1:] if argv is None else argv)])
     lines = ["### Machine", ""]
     lines += [f"- {k}: {v}" for k, v in machine()]
-    lines += [f"- {t.name}: {t.version()}" for t in tools]
-    lines += [f"- load average (1, 5, 15 min) before: {' '.join(load_before)}, after: {' '.join(load_after)}",
-              "- progset bytecode: " + ("as the environment has it" if args.no_bytecode_cache else
-                                        "compiled once into a scratch PYTHONPYCACHEPREFIX (as an installed wheel)")]
+    lines += [f"- {name}: {version}" for name, version in versions]
+    if any(isinstance(t, Progset) for t in tools):
+        lines.append(f"- progset install: {progset_install(args, install)}")
+    lines += [f"- load average (1, 5, 15 min) before: {' '.join(load_before)}, after: {' '.join(load_after)}"]
     lines += ["", "### Command", "", f"    {command}    # from the repository root; took {elapsed:.0f} s", "",
               "### Results", "",
-              f"Lower is better everywhere. Restart: {args.kills} SIGKILLs of a running program, each timed until "
-              "a new process with its marker exists. Idle CPU is in clock ticks "
+              f"Lower is better everywhere. {starts_note(args)}Restart: {args.kills} SIGKILLs of a running program, "
+              "each timed until a new process with its marker exists. Idle CPU is in clock ticks "
               f"({1000 // CLK_TCK} ms each); on-CPU time (schedstat) and wake-ups (context switches) show what "
               "a tick hides.", "", table(results, [t.name for t in tools], args), "",
               "### Targets (issue 2, N = 200)", "",

@@ -11,10 +11,13 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
+PROJECT_PYTHON = PROJECT / ".venv" / "bin" / "python"
+EDITABLE = PROJECT / ".venv" / "bin" / "progset-supervisor"  # the dev install: ``pip install -e .``
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,12 @@ class Progset(Tool):
     def environment(self, scratch: Path, bytecode_cache: bool) -> dict[str, str]:
         """Give progset compiled bytecode, as an installed wheel or a Debian package has.
 
-        The project is installed editable and these machines set PYTHONDONTWRITEBYTECODE=1, so every
-        start would compile all of progset from source, a cost no deployed image pays (pip compiles a
-        wheel at install; supervisord's Debian package ships .pyc). The cache goes to the bench's
-        scratch directory (PYTHONPYCACHEPREFIX), never into the source tree; the warm-up run fills it.
+        Only for ``--editable`` or ``--progset PATH`` (the wheel :func:`install_wheel` makes is
+        compiled at install, so it runs with the environment as it is): the project is installed
+        editable and these machines set PYTHONDONTWRITEBYTECODE=1, so every start would compile all
+        of progset from source, a cost no deployed image pays (pip compiles a wheel at install;
+        supervisord's Debian package ships .pyc). The cache goes to the bench's scratch directory
+        (PYTHONPYCACHEPREFIX), never into the source tree; the warm-up run fills it.
         """
         env = dict(os.environ)
         if bytecode_cache:
@@ -141,13 +146,66 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Install:
+    """A progset-supervisor installed by :func:`install_wheel`, and how, for the report."""
+
+    executable: Path
+    description: str
+
+
+def install_wheel(scratch: Path) -> Install:
+    """Install progset into a new venv under ``scratch`` as supervisor/Dockerfile does, but leaner.
+
+    The project's ``.venv`` has progset installed editable: at every interpreter start its ``.pth``
+    files run (the editable finder, setuptools' ``distutils-precedence.pth``), about 20 ms here that no image
+    pays. The image installs a wheel into a venv and compiles it; this does the same with a venv
+    made ``--without-pip`` (the image uninstalls pip; setuptools is never in it), the interpreter
+    of the project's ``.venv``, the project's pip (``pip --python``), and the PyYAML and
+    prometheus-client versions the ``.venv`` has (the image pins its own; these are what the tests
+    ran with). The wheel is built from a copy of what the image copies (``pyproject.toml``,
+    ``README.md``, ``supervisor/progset_supervisor``), so the build's ``build/`` and ``*.egg-info``
+    land in ``scratch``, and a stale ``build/lib`` in the source tree cannot leak into the wheel.
+    Raises ``subprocess.CalledProcessError`` with pip's output if a step fails.
+    """
+    t0 = time.perf_counter()
+    probe = subprocess.run(
+        [str(PROJECT_PYTHON), "-c", "import sys, importlib.metadata as m; print(sys._base_executable); "
+         "print(m.version('PyYAML')); print(m.version('prometheus-client'))"],
+        capture_output=True, text=True, check=True)
+    base, pyyaml, prometheus = probe.stdout.splitlines()
+    source = scratch / "progset-src"
+    (source / "supervisor").mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(PROJECT / name, source / name)
+    shutil.copytree(PROJECT / "supervisor" / "progset_supervisor", source / "supervisor" / "progset_supervisor",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    venv = scratch / "progset-venv"
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    for argv in ([base, "-m", "venv", "--without-pip", str(venv)],
+                 [str(PROJECT_PYTHON), "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+                  "--no-deps", f"PyYAML=={pyyaml}", f"prometheus-client=={prometheus}", str(source)],
+                 # Bytecode, as the image has it: pip compiles what it installs, but not ``python -m venv``'s own
+                 # files, and with PYTHONDONTWRITEBYTECODE=1 (set here and in the image) nothing is written later.
+                 [str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv)],
+                 # Fail now, not at every launch, if the tree does not import (say, caught in the middle of an edit).
+                 [str(venv / "bin" / "progset-supervisor"), "-v"]):
+        subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
+    version = _first_line([str(venv / "bin" / "python"), "-V"])
+    return Install(venv / "bin" / "progset-supervisor",
+                   f"wheel in a scratch venv without pip/setuptools (as supervisor/Dockerfile), built from the "
+                   f"working tree; {version} ({base}), PyYAML {pyyaml}, prometheus-client {prometheus}; "
+                   f"installed in {time.perf_counter() - t0:.1f} s")
+
+
 def default_tools(progset: str | None, supervisord: str | None, haproxy: str | None, pid1: bool) -> list[Tool]:
-    """progset from the project's venv, the other two from the Debian packages on PATH.
+    """progset from ``progset`` (default: the project's editable venv), the other two from Debian's on PATH.
 
     ``pid1`` adds progset as PID 1 of a new pid namespace, as in a pod: no ``setpriv`` in the exec
     chain then (a PID 1 needs no parent-death signal), so each spawn is one exec instead of two.
+    Both progset tools run the same executable.
     """
-    progset = progset or str(PROJECT / ".venv" / "bin" / "progset-supervisor")
+    progset = progset or str(EDITABLE)
     extra = []
     if pid1:
         unshare = shutil.which("unshare") or "/usr/bin/unshare"
