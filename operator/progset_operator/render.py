@@ -25,7 +25,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGER = "progset-operator"
 PROGRAMSET_LABEL = "progset.io/programset"
 HASH_ANNOTATION = "progset.io/config-hash"
-DATA_KEY = "programs.yaml"
+DATA_KEY = "programs.json"
 CONFIGMAP_SUFFIX = "-programs"
 CONFIGMAP_NAME_MAX = 253
 # The API server refuses a ConfigMap whose values add up to more than 1 MiB (corev1.MaxSecretSize).

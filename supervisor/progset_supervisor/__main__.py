@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     loop = Loop()
     options = Options(config_path=args.config, log_lines=args.log_lines, pdeathsig=not is_pid1,
                       watch=not args.no_watch)
-    master = Master(options, loop, log, OutputSink(args.log_format))
+    os.environ["HAPROXY_MWORKER"] = "1"  # programs inherit the supervisor's environment, as under HAProxy
+    master = Master(options, loop, log, OutputSink(args.log_format), base_env=os.environ)
     master.install_signals()
     services = []
     try:

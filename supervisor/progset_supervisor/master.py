@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import __version__
@@ -55,14 +55,18 @@ class ReloadRun:
 
 
 class Master:
-    def __init__(self, options: Options, loop: Loop, log: Logger, sink: OutputSink) -> None:
+    def __init__(self, options: Options, loop: Loop, log: Logger, sink: OutputSink,
+                 base_env: MutableMapping[str, str] | None = None) -> None:
         self.options = options
         self.loop = loop
         self.log = log
         self.sink = sink
         self._rng: random.Random | None = None
         # Programs see the supervisor's environment plus HAProxy's marker, as under an HAProxy master.
-        self.base_env: dict[str, str] = {**os.environ, "HAPROXY_MWORKER": "1"}
+        # ``progset-supervisor`` passes its own ``os.environ`` (with the marker set), so a program with
+        # no ``env`` of its own simply inherits it: nothing to copy or encode at each spawn.
+        self.base_env: MutableMapping[str, str] = (
+            base_env if base_env is not None else {**os.environ, "HAPROXY_MWORKER": "1"})
         self.config: Config | None = None
         self.config_text_key: bytes = b""
         self.programs: dict[str, Supervised] = {}

@@ -153,7 +153,7 @@ class Supervised:
         self.fatal_reason = ""
         self.manually_stopped = False
         self.ring = LogRing(master.options.log_lines)
-        self._env: dict[str, str] = {}
+        self._env: dict[str, str] | None = None  # None: the supervisor's own environment, inherited
         self._env_of: Program | None = None  # the definition ``_env`` was built for
 
     # -- queries ----------------------------------------------------------------------------------
@@ -191,8 +191,9 @@ class Supervised:
 
     def _spawn(self) -> None:
         self.backoff_timer = None
-        if self._env_of is not self.program:  # built once per definition, not on every restart
-            self._env = build_env(self.program, self.master.base_env)
+        if self._env_of is not self.program:  # decided once per definition, not on every restart
+            base = self.master.base_env
+            self._env = None if base is os.environ and not self.program.env else build_env(self.program, base)
             self._env_of = self.program
         try:
             pid, stdout_fd, stderr_fd = spawn(self.program, self._env, pdeathsig=self.master.options.pdeathsig)

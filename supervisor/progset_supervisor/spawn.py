@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 
 from .config import Program
 
@@ -98,7 +99,7 @@ def resolve_identity(program: Program) -> Identity:
     return Identity(uid, gid, groups)
 
 
-def resolve_executable(program: Program, env: dict[str, str]) -> str:
+def resolve_executable(program: Program, env: Mapping[str, str]) -> str:
     """Find argv[0] the way execvp would, or raise :class:`SpawnError` saying why it cannot run."""
     argv0 = program.command[0]
     if "/" in argv0:
@@ -118,14 +119,14 @@ def resolve_executable(program: Program, env: dict[str, str]) -> str:
     return found
 
 
-def build_env(program: Program, base: dict[str, str]) -> dict[str, str]:
+def build_env(program: Program, base: Mapping[str, str]) -> dict[str, str]:
     env = dict(base)
     for var in program.env:
         env[var.name] = var.value
     return env
 
 
-def _explain(program: Program, env: dict[str, str], exc: OSError) -> SpawnError:
+def _explain(program: Program, env: Mapping[str, str], exc: OSError) -> SpawnError:
     """Turn an exec failure into the message a lookup before the fork would have given."""
     try:
         resolve_executable(program, env)
@@ -134,16 +135,18 @@ def _explain(program: Program, env: dict[str, str], exc: OSError) -> SpawnError:
     return SpawnError(f"cannot start {program.command[0]}: {exc.strerror or exc}")
 
 
-def spawn(program: Program, env: dict[str, str], *, pdeathsig: bool) -> tuple[int, int, int]:
+def spawn(program: Program, env: dict[str, str] | None, *, pdeathsig: bool) -> tuple[int, int, int]:
     """Fork and exec ``program`` in its own process group with stdout/stderr on fresh pipes.
 
-    ``env`` is the program's full environment (:func:`build_env`). Returns the pid and the read ends
+    ``env`` is the program's full environment (:func:`build_env`), or None for the supervisor's own,
+    inherited as it is (no per-spawn conversion). Returns the pid and the read ends
     of its stdout and stderr pipes, owned by the caller. The pipes are made here (close-on-exec;
     Popen dup2s the write ends onto 1 and 2 in the child) rather than with ``subprocess.PIPE``, whose
     file objects the supervisor would only unwrap and throw away on every restart.
     """
     import subprocess  # already imported by the time anything spawns; here so start-up pays it later
 
+    search_env = os.environ if env is None else env
     identity = resolve_identity(program)
     if program.working_dir is not None and not os.path.isdir(program.working_dir):
         raise SpawnError(f"working directory {program.working_dir} does not exist")
@@ -152,7 +155,7 @@ def spawn(program: Program, env: dict[str, str], *, pdeathsig: bool) -> tuple[in
         # setpriv sets PR_SET_PDEATHSIG after Popen switched ids (a credential change clears it), then
         # execs the program (resolved here: setpriv failing to find it would only be exit 127) with
         # the same pid.
-        argv = [wrapper, "--pdeathsig", "KILL", "--", resolve_executable(program, env), *program.command[1:]]
+        argv = [wrapper, "--pdeathsig", "KILL", "--", resolve_executable(program, search_env), *program.command[1:]]
     else:
         # Popen searches the program's PATH in the child as execvp does; a failure comes back as an
         # OSError and is explained then, so a successful start pays for no lookup.
@@ -178,7 +181,7 @@ def spawn(program: Program, env: dict[str, str], *, pdeathsig: bool) -> tuple[in
         os.close(out_r)
         os.close(err_r)
         if isinstance(exc, OSError):
-            raise _explain(program, env, exc) from None
+            raise _explain(program, search_env, exc) from None
         if isinstance(exc, ValueError | OverflowError):  # the model rejects these; never let one kill the loop
             raise SpawnError(f"cannot start {program.command[0]}: {exc}") from None
         raise

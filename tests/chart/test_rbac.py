@@ -146,8 +146,8 @@ async def exercise(cluster: Any, namespaces: Iterable[str]) -> None:
     for ns in namespaces:
         await cluster.create(programset("web", HELLO, namespace=ns, configMapName="first"))
         await eventually(lambda ns=ns: (cluster.programset("web", ns) or {}).get("status"))
-        await cluster.patch(cm_url(ns, "first"), {"data": {"programs.yaml": "tampered"}})  # drift: get + patch
-        await eventually(lambda ns=ns: cluster.configmap("first", ns)["data"]["programs.yaml"] != "tampered")
+        await cluster.patch(cm_url(ns, "first"), {"data": {"programs.json": "tampered"}})  # drift: get + patch
+        await eventually(lambda ns=ns: cluster.configmap("first", ns)["data"]["programs.json"] != "tampered")
         await cluster.patch(ps_url(ns, "web"), {"spec": {"configMapName": "second"}})  # rename: delete the old
         await eventually(lambda ns=ns: cluster.configmap("second", ns) and cluster.configmap("first", ns) is None)
         await cluster.create(programset("bad", BROKEN, namespace=ns))  # invalid: status + Warning event

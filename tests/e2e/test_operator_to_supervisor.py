@@ -84,7 +84,7 @@ async def test_programset_edit_reaches_the_supervisor_and_restarts_exactly_the_r
     await cluster.create(programset("demo", PROGRAMS_V1))
     cm1 = await eventually(lambda: rendered(cluster, "demo-programs"))
     hash1 = cm1["metadata"]["annotations"][HASH_ANNOTATION]
-    assert list(cm1["data"]) == ["programs.yaml"]
+    assert list(cm1["data"]) == ["programs.json"]
 
     # 2. The kubelet projects it into the pod; the supervisor starts on the mounted directory.
     mount = tmp_path / "programs"

@@ -22,10 +22,10 @@ async def rendered(cluster: Cluster, name: str = "web") -> dict:
 async def test_edited_data_is_restored(operator, cluster: Cluster) -> None:
     good = await rendered(cluster)
     await cluster.patch(cm_url("default", "web-programs"),
-                        {"data": {"programs.yaml": "programs: [{name: evil, command: [sh]}]\n"}})
+                        {"data": {"programs.json": "programs: [{name: evil, command: [sh]}]\n"}})
     restored = await eventually(lambda: cluster.configmap("web-programs")["data"] == good["data"]
                                 and cluster.configmap("web-programs"))
-    assert [p.name for p in load_yaml_text(restored["data"]["programs.yaml"], "x.yaml").programs] == ["api"]
+    assert [p.name for p in load_yaml_text(restored["data"]["programs.json"], "x.yaml").programs] == ["api"]
     await eventually(lambda: operator.metrics.value("progset_operator_configmap_repairs_total") == 1)
 
 
@@ -38,7 +38,7 @@ async def test_added_key_and_stripped_label_are_repaired_but_foreign_labels_stay
     })
     cm = await eventually(lambda: "extra.yaml" not in cluster.configmap("web-programs")["data"]
                           and cluster.configmap("web-programs"))
-    assert set(cm["data"]) == {"programs.yaml"}
+    assert set(cm["data"]) == {"programs.json"}
     assert cm["metadata"]["labels"]["progset.io/programset"] == "web"
     assert cm["metadata"]["labels"]["team"] == "edge"  # not ours: left alone
     assert cm["metadata"]["annotations"]["progset.io/config-hash"] != "sha256:forged"

@@ -52,8 +52,8 @@ async def test_create_renders_configmap_owned_labelled_and_hashed(operator, clus
     assert cm["metadata"]["ownerReferences"] == [{
         "apiVersion": "progset.io/v1alpha1", "kind": "ProgramSet", "name": "web",
         "uid": created["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
-    text = cm["data"]["programs.yaml"]
-    config = load_yaml_text(text, "programs.yaml")  # what the supervisor will read
+    text = cm["data"]["programs.json"]
+    config = load_yaml_text(text, "programs.json")  # what the supervisor will read
     assert [(p.name, p.command) for p in config.programs] == [("hello", ("echo", "hello, world"))]
     assert cm["metadata"]["annotations"] == {"progset.io/config-hash": config.hash}
     assert yaml.safe_load(text)["metadata"] == {"namespace": "default", "name": "web", "generation": 1}
@@ -80,7 +80,7 @@ async def test_update_patches_configmap_once_and_bumps_observed_generation(opera
     ps = await eventually(lambda: settled(cluster, "web", 2))
 
     after = cluster.configmap("web-programs")
-    config = load_yaml_text(after["data"]["programs.yaml"], "programs.yaml")
+    config = load_yaml_text(after["data"]["programs.json"], "programs.json")
     assert config.by_name()["mirror"].command == ("/usr/bin/spoa-mirror", "--runtime", "1")
     assert ps["status"]["configHash"] == config.hash != before["metadata"]["annotations"]["progset.io/config-hash"]
     assert after["metadata"]["uid"] == before["metadata"]["uid"]  # patched, not re-created

@@ -64,8 +64,8 @@ def test_unreadable_kubeconfig_fails_fast(tmp_path: Path, monkeypatch: pytest.Mo
 async def test_rbac_usage_of_a_clusterwide_operator(operator, cluster: Cluster, emulator) -> None:
     await cluster.create(programset("web", HELLO, configMapName="first"))
     await eventually(lambda: (cluster.programset("web") or {}).get("status"))
-    await cluster.patch(cm_url("default", "first"), {"data": {"programs.yaml": "tampered"}})
-    await eventually(lambda: cluster.configmap("first")["data"]["programs.yaml"] != "tampered")
+    await cluster.patch(cm_url("default", "first"), {"data": {"programs.json": "tampered"}})
+    await eventually(lambda: cluster.configmap("first")["data"]["programs.json"] != "tampered")
     await cluster.patch(ps_url("default", "web"), {"spec": {"configMapName": "second"}})
     await eventually(lambda: cluster.configmap("second") and cluster.configmap("first") is None)
     await eventually(lambda: ("create", "events", True) in rbac_usage(emulator))

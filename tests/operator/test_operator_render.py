@@ -52,7 +52,7 @@ def test_rendered_document_is_what_the_supervisor_loads() -> None:
     assert doc["kind"] == "RenderedProgramSet"
     assert doc["metadata"] == {"namespace": "edge", "name": "web", "generation": 3}
     assert doc["hash"] == desired.hash == desired.body["metadata"]["annotations"][HASH_ANNOTATION]
-    config = load_yaml_text(text, "programs.yaml")
+    config = load_yaml_text(text, "programs.json")
     assert config.hash == desired.hash
     assert config.by_name()["mirror"].depends_on == ("api",)
     assert doc["spec"]["programs"][0]["backoff"] == {"initialSeconds": 0.5, "maxSeconds": 30.0,

@@ -61,7 +61,7 @@ async def test_programset_deleted_during_a_drift_repair_is_not_counted_again(ope
 
     client.get = slow_get  # type: ignore[method-assign]
     try:
-        await cluster.patch(cm_url("default", "web-programs"), {"data": {"programs.yaml": "tampered"}})
+        await cluster.patch(cm_url("default", "web-programs"), {"data": {"programs.json": "tampered"}})
         await eventually(fetched.is_set)
         await cluster.delete(ps_url("default", "web"))
         await eventually(lambda: operator.metrics.value("progset_operator_programsets", {"valid": "true"}) == 0)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from progset_supervisor.config import (
     ConfigError,
@@ -103,10 +105,14 @@ def test_errors_name_file_and_line(text, expected):
 def test_render_document_round_trip():
     config = load_yaml_text(PROGRAMSET, "p.yaml")
     text = render_document(config)
-    assert text.startswith("# Rendered by progset-operator; edits are overwritten.\napiVersion: progset.io/v1alpha1\n"
-                           "kind: RenderedProgramSet\nmetadata:\n  namespace: shop\n  name: web\n  generation: 4\n"
-                           f"hash: {config.hash}\nspec:\n")
-    again = load_yaml_text(text, "programs.yaml")
+    lines = text.splitlines()
+    assert lines[:7] == ["{", '  "apiVersion": "progset.io/v1alpha1",', '  "kind": "RenderedProgramSet",',
+                         '  "metadata": {"namespace": "shop", "name": "web", "generation": 4},',
+                         f'  "hash": "{config.hash}",', '  "spec": {', '    "programs": [']
+    # one program per line, so a diff of two renderings shows one line per changed program
+    assert [json.loads(line.strip().rstrip(","))["name"] for line in lines[7:9]] == ["api", "worker"]
+    assert json.loads(text) == yaml.safe_load(text)  # JSON, and the same document read as YAML
+    again = load_yaml_text(text, "programs.json")
     assert again.programs == config.programs
     assert again.source == Source("shop", "web", 4)
     assert again.hash == config.hash
@@ -120,19 +126,21 @@ def test_render_document_with_explicit_source():
 
 
 def test_rendered_hash_mismatch_is_detected():
-    text = render_document(load_yaml_text(PROGRAMSET, "p.yaml")).replace("- /bin/worker", "- /bin/evil")
+    """Read as JSON first; the error is found again by the YAML reading, which knows the line."""
+    text = render_document(load_yaml_text(PROGRAMSET, "p.yaml")).replace('"/bin/worker"', '"/bin/evil"')
+    assert '"/bin/evil"' in text
     lines = text.splitlines()
-    hash_line = next(i for i, line in enumerate(lines, 1) if line.startswith("hash: "))
-    stated = lines[hash_line - 1].removeprefix("hash: ")
-    assert problems(text, "programs.yaml") == [
-        f"programs.yaml:{hash_line}: content hash {stated} does not match the spec; the rendered file was edited or "
+    hash_line = next(i for i, line in enumerate(lines, 1) if line.startswith('  "hash": '))
+    stated = json.loads("{" + lines[hash_line - 1].rstrip(",") + "}")["hash"]
+    assert problems(text, "programs.json") == [
+        f"programs.json:{hash_line}: content hash {stated} does not match the spec; the rendered file was edited or "
         "truncated: re-render it with progset-operator"]
 
 
 def test_rendered_without_hash_is_accepted():
     text = render_document(load_yaml_text(PROGRAMSET, "p.yaml"))
-    text = "\n".join(line for line in text.splitlines() if not line.startswith("hash: "))
-    assert [p.name for p in load_yaml_text(text, "r.yaml").programs] == ["api", "worker"]
+    text = "\n".join(line for line in text.splitlines() if not line.startswith('  "hash": '))
+    assert [p.name for p in load_yaml_text(text, "r.json").programs] == ["api", "worker"]
 
 
 # -- files and directories -------------------------------------------------------------------------
@@ -241,3 +249,49 @@ def test_non_utf8_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_path(path)
     assert str(info.value) == f"{path}: not UTF-8 text (byte 20); is this the right file?"
+
+
+# -- JSON documents ----------------------------------------------------------------------------------
+
+
+def test_json_config_errors_still_name_the_line():
+    """JSON is read with the json module (no lines); an invalid one is read again as YAML for them."""
+    text = json.dumps({"programs": [{"name": "ok", "command": ["true"]}, {"name": "bad", "command": "sleep 1"}]},
+                      indent=1)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if '"sleep 1"' in row)
+    (problem,) = problems(text, "programs.json")
+    assert problem.startswith(f"programs.json:{line} (spec.programs[1].command): command must be a list")
+
+
+def test_json_has_json_semantics_and_reads_what_pyyaml_cannot():
+    # 1e3 is a number in JSON (a string in YAML 1.1); a surrogate-pair escape is JSON that PyYAML refuses
+    text = json.dumps({"programs": [{"name": "a", "command": ["x"], "stopTimeoutSeconds": 1000,
+                                     "env": [{"name": "FACE", "value": "\U0001F600"}]}]}, ensure_ascii=True)
+    text = text.replace("1000", "1e3")
+    (program,) = load_yaml_text(text, "p.yaml").programs
+    assert program.stop_timeout_seconds == 1000.0 and program.env[0].value == "\U0001F600"
+    # ... and when such a file is invalid, the JSON reading's problems are reported (with the path)
+    bad = text.replace('"command": ["x"]', '"command": "x"')
+    assert problems(bad, "p.json") == ["p.json (spec.programs[0].command): command must be a list of arguments, "
+                                       "not a shell string; write [\"sh\", \"-c\", 'x'] to use a shell"]
+
+
+def test_invalid_json_file_is_a_json_error_and_flow_yaml_still_loads():
+    assert problems('{\n  "programs": [\n    {"name": "a",}\n  ]\n}\n', "p.json") == [
+        "p.json:3: JSON syntax error: Expecting property name enclosed in double quotes (column 18)"]
+    assert problems("programs: []\n", "p.json") == ["p.json: JSON syntax error: expected an object ({...})"]
+    # a .yaml file in YAML flow style that is not JSON goes to PyYAML
+    assert [p.name for p in load_yaml_text("{programs: [{name: a, command: [x]}]}", "p.yaml").programs] == ["a"]
+
+
+def test_loading_a_rendered_json_document_does_not_import_pyyaml(tmp_path: Path):
+    """What a pod loads at start-up; PyYAML's import alone is ~20 ms, so it must stay out of it."""
+    import subprocess
+    import sys
+
+    config = load_yaml_text(PROGRAMSET, "p.yaml")
+    (tmp_path / "programs.json").write_text(render_document(config))
+    code = ("import sys; from progset_supervisor.config import load_path; "
+            f"c = load_path({str(tmp_path)!r}); print(len(c.programs), 'yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["2", "False"]

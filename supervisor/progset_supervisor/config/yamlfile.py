@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
 
 import yaml
 
+from .document import Document
 from .errors import ConfigError, Problem
 from .model import Path
 
 
-class YamlDocument(NamedTuple):
-    """One YAML document: its data and the line (1-based) where each path's value starts."""
-
-    data: Any
-    lines: dict[Path, int]
-    start_line: int
-
-    def line_of(self, path: Path) -> int:
-        """The line of the deepest known prefix of ``path`` (missing keys point at their parent)."""
-        for cut in range(len(path), -1, -1):
-            line = self.lines.get(path[:cut])
-            if line is not None:
-                return line
-        return self.start_line
+class YamlSyntaxError(ConfigError):
+    """The text is not YAML at all (as opposed to YAML that is not a valid config)."""
 
 
 def _index(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
@@ -40,7 +28,7 @@ def _index(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
             _index(item, (*path, i), lines)
 
 
-def load_documents(text: str, filename: str) -> Iterator[YamlDocument]:
+def load_documents(text: str, filename: str) -> Iterator[Document]:
     """Every document in ``text``; YAML syntax errors become a ConfigError naming file and line."""
     # libyaml's parser (when PyYAML was built with it) is about six times faster and keeps the marks
     # we take line numbers from.
@@ -52,12 +40,12 @@ def load_documents(text: str, filename: str) -> Iterator[YamlDocument]:
                 continue
             lines: dict[Path, int] = {}
             _index(node, (), lines)
-            yield YamlDocument(loader.construct_document(node), lines, node.start_mark.line + 1)
+            yield Document(loader.construct_document(node), lines, node.start_mark.line + 1)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{filename}:{mark.line + 1}" if mark else filename
-        raise ConfigError(Problem(where, f"YAML syntax error: {exc.problem or exc}")) from None
+        raise YamlSyntaxError(Problem(where, f"YAML syntax error: {exc.problem or exc}")) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(Problem(filename, f"YAML error: {exc}")) from None
+        raise YamlSyntaxError(Problem(filename, f"YAML error: {exc}")) from None
     finally:
         loader.dispose()
