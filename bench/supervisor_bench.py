@@ -512,6 +512,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     which.add_argument("--editable", action="store_true",
                        help="measure the project's editable .venv install (a dev install: its .pth files run at "
                             "every interpreter start)")
+    parser.add_argument("--progset-config", choices=("rendered", "yaml"), default="rendered",
+                        help="progset's input: 'rendered' (default) is what the operator writes into the ConfigMap "
+                             "(JSON, every field defaulted) in a directory given to -f, as in a pod; 'yaml' a "
+                             "hand-written bare programs: YAML file")
     parser.add_argument("--supervisord", help="supervisord executable (default: from PATH)")
     parser.add_argument("--haproxy", help="haproxy executable (default: from PATH)")
     parser.add_argument("--no-warmup", action="store_true",
@@ -552,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited as ignored (a script's `&`)
     sizes = args.sizes or [10, 200, 1000]
     tools = [t for t in default_tools(args.progset or str(EDITABLE), args.supervisord, args.haproxy,
-                                       args.pid1 or "progset-pid1" in (args.tools or ()))
+                                       args.pid1 or "progset-pid1" in (args.tools or ()), args.progset_config)
              if args.tools is None or t.name in args.tools]
     # Markers are sleep durations' fractional digits (GNU sleep adds its arguments): this run's pid and a
     # random nonce, then tool, size, launch (0: the full measurement, 1..K: start rounds) and program index.
@@ -639,6 +643,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"- {name}: {version}" for name, version in versions]
     if any(isinstance(t, Progset) for t in tools):
         lines.append(f"- progset install: {progset_install(args, install)}")
+        lines.append("- progset config: " + ("the operator's rendering (JSON, every field defaulted) in a directory, "
+                                             "as a pod mounts it" if args.progset_config == "rendered" else
+                                             "a bare programs: YAML file (PyYAML)"))
     lines += [f"- load average (1, 5, 15 min) before: {' '.join(load_before)}, after: {' '.join(load_after)}"]
     lines += ["", "### Command", "", f"    {command}    # from the repository root; took {elapsed:.0f} s", "",
               "### Results", "",

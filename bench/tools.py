@@ -62,19 +62,34 @@ def _shebang_python(script: str) -> str:
     return _first_line([*line[2:].split(), "-V"])
 
 
+@dataclass(frozen=True)
 class Progset(Tool):
+    # "rendered": what the operator writes into the ConfigMap (JSON, every field defaulted), in a
+    # directory passed as -f, as a pod mounts it; "yaml": a hand-written bare programs: YAML file.
+    config_format: str = "rendered"
+
     def write_config(self, directory: Path, commands: list[list[str]]) -> list[str]:
         # resetAfterSeconds 1: the bench kills each program at most once a second, and with the default
         # (60 s) a second kill of the same program would be a crash loop and back off on purpose.
         # supervisord with startsecs=0 never backs off, so this asks both for the same thing.
-        lines = ["programs:"]
-        for i, argv in enumerate(commands):
-            quoted = ", ".join(f'"{arg}"' for arg in argv)
-            lines += [f"  - name: p{i}", f"    command: [{quoted}]", "    restart: always",
-                      "    backoff: {initialSeconds: 0.5, maxSeconds: 30, resetAfterSeconds: 1}"]
-        path = directory / "progset.yaml"
-        path.write_text("\n".join(lines) + "\n")
-        return [*self.wrapper, self.executable, "-f", str(path), "--metrics-address", "off"]
+        if self.config_format == "rendered":
+            from progset_supervisor.config import Source, config_from_spec, render_document
+
+            spec = {"programs": [{"name": f"p{i}", "command": argv, "restart": "always",
+                                  "backoff": {"initialSeconds": 0.5, "maxSeconds": 30, "resetAfterSeconds": 1}}
+                                 for i, argv in enumerate(commands)]}
+            config = config_from_spec(spec, source=Source("bench", "bench", 1))
+            (directory / "programs.json").write_text(render_document(config))
+            target = directory
+        else:
+            lines = ["programs:"]
+            for i, argv in enumerate(commands):
+                quoted = ", ".join(f'"{arg}"' for arg in argv)
+                lines += [f"  - name: p{i}", f"    command: [{quoted}]", "    restart: always",
+                          "    backoff: {initialSeconds: 0.5, maxSeconds: 30, resetAfterSeconds: 1}"]
+            target = directory / "progset.yaml"
+            target.write_text("\n".join(lines) + "\n")
+        return [*self.wrapper, self.executable, "-f", str(target), "--metrics-address", "off"]
 
     def environment(self, scratch: Path, bytecode_cache: bool) -> dict[str, str]:
         """Give progset compiled bytecode, as an installed wheel or a Debian package has.
@@ -198,7 +213,8 @@ def install_wheel(scratch: Path) -> Install:
                    f"installed in {time.perf_counter() - t0:.1f} s")
 
 
-def default_tools(progset: str | None, supervisord: str | None, haproxy: str | None, pid1: bool) -> list[Tool]:
+def default_tools(progset: str | None, supervisord: str | None, haproxy: str | None, pid1: bool,
+                  progset_config: str = "rendered") -> list[Tool]:
     """progset from ``progset`` (default: the project's editable venv), the other two from Debian's on PATH.
 
     ``pid1`` adds progset as PID 1 of a new pid namespace, as in a pod: no ``setpriv`` in the exec
@@ -210,9 +226,9 @@ def default_tools(progset: str | None, supervisord: str | None, haproxy: str | N
     if pid1:
         unshare = shutil.which("unshare") or "/usr/bin/unshare"
         extra.append(Progset("progset-pid1", progset, restarts=True,
-                             wrapper=(unshare, "--pid", "--fork", "--kill-child")))
+                             wrapper=(unshare, "--pid", "--fork", "--kill-child"), config_format=progset_config))
     return [
-        Progset("progset", progset, restarts=True),
+        Progset("progset", progset, restarts=True, config_format=progset_config),
         *extra,
         Supervisord("supervisord", supervisord or shutil.which("supervisord") or "/usr/bin/supervisord",
                     restarts=True),

@@ -320,3 +320,15 @@ def test_values_exec_or_timers_could_not_use_are_refused(field: str, value: obje
     with pytest.raises(ConfigError) as caught:
         config_from_spec({"programs": [program]})
     assert [str(p) for p in caught.value.problems] == [message]
+
+
+def test_spec_hash_is_sha256_of_the_canonical_json() -> None:
+    """The hash is computed without hashlib's OpenSSL (start-up cost); it must still be plain SHA-256."""
+    import hashlib
+    import json
+
+    from progset_supervisor.config import spec_hash
+
+    spec = {"programs": [{"name": "a", "command": ["x", "é"]}], "readyPrograms": ["a"]}
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert spec_hash(spec) == "sha256:" + hashlib.sha256(canonical).hexdigest()[:16]

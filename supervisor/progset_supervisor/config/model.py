@@ -213,11 +213,24 @@ class Config:
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """Content hash of a defaulted spec: stable across key order and YAML formatting."""
-    import hashlib  # only when a hash is asked for: not on the way to the first spawn
     import json
 
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return "sha256:" + _sha256_hex(canonical.encode())[:16]
+
+
+def _sha256_hex(data: bytes) -> str:
+    """SHA-256 from CPython's built-in module when there is one: ``hashlib`` loads OpenSSL first
+    (~4.5 ms measured, ~0.3 ms for the built-in), and a rendered config's hash is checked before
+    any program starts. The digest is the same either way."""
+    try:
+        from _sha2 import sha256  # CPython 3.12 and later
+    except ImportError:
+        try:
+            from _sha256 import sha256  # type: ignore[no-redef]  # CPython 3.11
+        except ImportError:
+            from hashlib import sha256  # type: ignore[assignment]  # other interpreters
+    return sha256(data).hexdigest()
 
 
 def topological_order(programs: Sequence[Program]) -> list[Program]:
