@@ -3,10 +3,12 @@
 
 ``supervisor_bench.py`` says how long progset takes until N programs run, next to HAProxy and
 supervisord; this script says why, by timing the phases of ``progset_supervisor.__main__.main`` on
-their own with progset's own functions: interpreter and imports, ``find_library`` (each call runs
-``ldconfig -p``), loading the YAML config (and what libyaml's parser would take for the same text),
-and spawning N programs with and without the ``setpriv`` parent-death-signal exec chain. Each phase
-is the minimum of a few repeats, so load from other work on the machine inflates it least.
+their own with progset's own functions: interpreter and imports, loading the config as a pod gets
+it (the operator's JSON rendering) and as a hand-written YAML file (in a fresh interpreter, so the
+parser's import counts), and spawning N programs with and without the ``setpriv`` parent-death-signal
+exec chain. Each phase is the minimum of a few repeats, so load from other work on the machine
+inflates it least. It uses the project's .venv with a bytecode cache, not the wheel install that
+``supervisor_bench.py`` measures, so its interpreter start is slower by the editable install's .pth.
 
     .venv/bin/python bench/progset_startup.py            # N = 200 and 1000
 """
@@ -14,7 +16,6 @@ is the minimum of a few repeats, so load from other work on the machine inflates
 from __future__ import annotations
 
 import argparse
-import ctypes.util
 import os
 import subprocess
 import sys
@@ -22,8 +23,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import yaml
 
 from proctree import cmdline
 from tools import PROJECT, Progset
@@ -51,21 +50,20 @@ def python_ms(code: str, env: dict[str, str], repeats: int) -> float:
 def spawn_all(path: Path, pdeathsig: bool) -> tuple[float, float]:
     """Spawn every program of ``path`` as the master does; (parent ms per spawn, ms until all exec'd)."""
     config = load_path(str(path))
-    env = dict(os.environ)
     children = []
     t0 = time.perf_counter()
     for program in config.programs:
-        children.append(spawn(program, env, pdeathsig=pdeathsig))
+        children.append(spawn(program, None, pdeathsig=pdeathsig))  # None: inherit, as the supervisor does
     parent = (time.perf_counter() - t0) * 1000 / len(children)
-    pending = {child.popen.pid for child in children}
+    pending = {pid for pid, _, _ in children}
     while pending:
         pending = {pid for pid in pending if os.path.basename((cmdline(pid) or [b""])[0]) != b"sleep"}
     everything = (time.perf_counter() - t0) * 1000
-    for child in children:
-        child.popen.kill()
-        child.popen.wait()
-        os.close(child.stdout_fd)
-        os.close(child.stderr_fd)
+    for pid, stdout_fd, stderr_fd in children:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(stdout_fd)
+        os.close(stderr_fd)
     return parent, everything
 
 
@@ -84,21 +82,21 @@ def main() -> int:
             ("imports of `progset_supervisor.__main__`, bytecode cached",
              f"{python_ms('import progset_supervisor.__main__', env, args.repeats) - bare:.0f} ms"),
             ("the same as this machine's environment has it (PYTHONDONTWRITEBYTECODE=1, editable install)",
-             f"{python_ms('import progset_supervisor.__main__', raw_env, args.repeats) - bare:.0f} ms"),
-            ("`ctypes.util.find_library('c')` (runs `ldconfig -p`; called twice at start-up)",
-             f"{best_ms(lambda: ctypes.util.find_library('c'), args.repeats):.1f} ms")]
+             f"{python_ms('import progset_supervisor.__main__', raw_env, args.repeats) - bare:.0f} ms")]
+    load = "import progset_supervisor.__main__; from progset_supervisor.config import load_path; load_path({!r})"
+    before = python_ms("import progset_supervisor.__main__", env, args.repeats)
     for n in args.sizes or [200, 1000]:
-        directory = scratch / str(n)
-        directory.mkdir()
-        path = Path(tool.write_config(directory, [["sleep", "86400", f"0.777{i:05d}"] for i in range(n)])[2])
-        text = path.read_text()
-        rows.append((f"N={n}: `load_path` of the YAML config",
-                     f"{best_ms(lambda p=path: load_path(str(p)), max(2, args.repeats // 2)):.0f} ms"))
-        rows.append((f"N={n}: of which composing the YAML (pure-Python `yaml.SafeLoader`)",
-                     f"{best_ms(lambda t=text: yaml.SafeLoader(t).get_single_node(), 2):.0f} ms"))
-        if yaml.__with_libyaml__:
-            rows.append((f"N={n}: the same with libyaml (`yaml.CSafeLoader`, also gives line marks)",
-                         f"{best_ms(lambda t=text: yaml.CSafeLoader(t).get_single_node(), 2):.0f} ms"))
+        commands = [["sleep", "86400", f"0.777{i:05d}"] for i in range(n)]
+        rendered, hand_written = scratch / f"{n}-rendered", scratch / f"{n}-yaml"
+        rendered.mkdir()
+        hand_written.mkdir()
+        path = Path(tool.write_config(rendered, commands)[2])
+        yaml_path = Path(Progset("yaml", tool.executable, True, config_format="yaml").write_config(
+            hand_written, commands)[2])
+        for label, target in (("the operator's JSON rendering (json module)", path),
+                              ("a bare programs: YAML file (PyYAML with libyaml)", yaml_path)):
+            rows.append((f"N={n}: parser import + `load_path` of {label}, fresh interpreter",
+                         f"{python_ms(load.format(str(target)), env, args.repeats) - before:.0f} ms"))
         for pdeathsig, how in ((True, "with setpriv (not PID 1)"), (False, "without setpriv (PID 1)")):
             per_spawn, until_all = min(spawn_all(path, pdeathsig) for _ in range(3))
             rows.append((f"N={n}: spawn() {how}: parent time per program / until all exec'd `sleep`",
