@@ -7,6 +7,7 @@ HAProxy master needs few changes.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import sys
@@ -67,6 +68,9 @@ def raise_fd_limit() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # No cyclic garbage collection until the first programs run: what start-up allocates (modules,
+    # the config) lives for the whole run, so collecting cost 3-9 ms at 200 programs and freed nothing.
+    gc.disable()
     args = parse_args(argv)
     log = Logger(fmt=args.log_format)
     try:
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.pidfile, "w") as pidfile:
             pidfile.write(f"{os.getpid()}\n")
     master.start(config)
+    gc.enable()
     watcher = None
     if options.watch:
         try:

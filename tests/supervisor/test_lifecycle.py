@@ -332,3 +332,27 @@ def test_check_mode(tmp_path: Path) -> None:
 """))
     result = subprocess.run([PY, "-m", "progset_supervisor", "-c", "-f", str(good)], capture_output=True, text=True)
     assert result.returncode == 0 and "Configuration file is valid (1 programs" in result.stdout
+
+
+def test_garbage_collection_is_back_on_once_the_programs_run(tmp_path: Path) -> None:
+    """Start-up runs with the cyclic GC off (it only cost time there); leaving it off would leak every
+    reference cycle for the life of the pod."""
+    import subprocess
+
+    config = tmp_path / "programs.yaml"
+    config.write_text(yaml_programs('  - name: s\n    command: ["sleep", "1000"]\n'))
+    probe = ("import gc, os, signal, sys, threading, time\n"
+             "from progset_supervisor.__main__ import main\n"
+             "def check():\n"  # once the program runs, the first load is over (then 0.5 s of slack)
+             "    path = f'/proc/{os.getpid()}/task/{os.getpid()}/children'\n"
+             "    while not open(path).read().strip():\n"
+             "        time.sleep(0.01)\n"
+             "    time.sleep(0.5)\n"
+             "    print('gc enabled:', gc.isenabled(), file=sys.stderr, flush=True)\n"
+             "    os.kill(os.getpid(), signal.SIGTERM)\n"
+             "threading.Thread(target=check, daemon=True).start()\n"
+             f"sys.exit(main(['-f', {str(config)!r}, '--metrics-address', 'off']))\n")
+    out = subprocess.run([PY, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert "Loading success." in out.stderr
+    assert "gc enabled: True" in out.stderr, out.stderr
+    assert out.returncode == 0
