@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             pidfile.write(f"{os.getpid()}\n")
     master.start(config)
     gc.enable()
+    master.rng  # noqa: B018  (imports random now, once the programs run, not on the first crash's restart)
     watcher = None
     if options.watch:
         try:
