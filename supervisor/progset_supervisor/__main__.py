@@ -6,13 +6,13 @@ HAProxy master needs few changes.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import resource
 import sys
 
-from . import __version__, _early  # noqa: F401  (_early first: it guards start-up against reload signals)
+from . import _early  # noqa: F401  (_early first: it guards start-up against reload signals)
+from .cmdline import parse_args
 from .config import ConfigError, load_path
 from .libc import libc
 from .log import Logger
@@ -22,34 +22,6 @@ from .output import OutputSink
 from .watch import ConfigWatcher, WatchError, config_fingerprint
 
 PR_SET_CHILD_SUBREAPER = 36
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="progset-supervisor",
-        description="Run and supervise programs (HAProxy program sections or a ProgramSet) in a pod.")
-    parser.add_argument("-f", dest="config", required=True, metavar="CONFIG",
-                        help="config file (HAProxy syntax, ProgramSet or rendered YAML) or a directory of them "
-                             "(a mounted ConfigMap); changes are watched and reloaded")
-    parser.add_argument("-S", dest="sockets", action="append", default=[], metavar="PATH[,OPTION,VALUE]...",
-                        help="Master CLI socket, e.g. /var/run/progset/master.sock,mode,660,level,operator "
-                             "(repeatable)")
-    parser.add_argument("-p", dest="pidfile", metavar="PIDFILE", help="write the supervisor's pid here")
-    parser.add_argument("--metrics-address", default="0.0.0.0:9127", metavar="HOST:PORT",
-                        help="HTTP address for /metrics, /healthz, /readyz, /status; 'off' disables it "
-                             "(default %(default)s)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="format of program output and supervisor messages (default %(default)s)")
-    parser.add_argument("--log-lines", type=int, default=1000, metavar="N",
-                        help="lines of output kept per program for 'show logs' (default %(default)s)")
-    parser.add_argument("--no-watch", action="store_true", help="do not reload when the config changes on disk")
-    parser.add_argument("--cli-maxconn", type=int, default=100, metavar="N",
-                        help="maximum concurrent Master CLI connections (default %(default)s)")
-    parser.add_argument("--cli-timeout", type=float, default=60.0, metavar="SECONDS",
-                        help="idle timeout of Master CLI connections (default %(default)s)")
-    parser.add_argument("-c", dest="check", action="store_true", help="check the config and exit (as haproxy -c)")
-    parser.add_argument("-v", "--version", action="version", version=f"progset-supervisor {__version__}")
-    return parser.parse_args(argv)
 
 
 def become_subreaper() -> bool:
