@@ -309,7 +309,7 @@ def test_children_die_with_a_sigkilled_supervisor(run) -> None:  # type: ignore[
     sup.wait_ready(1)
     (pid,) = sup.forked_pids("orphan-to-be")
     # Outside PID 1 the parent-death signal is set by setpriv just before it execs the program: a
-    # supervisor killed in that window (well under a millisecond, README "Limits") cannot be noticed.
+    # supervisor killed in that window (well under a millisecond; README, "Lifecycle") cannot be noticed.
     wait_until(lambda: Path(f"/proc/{pid}/comm").read_text().strip() == "sleep")
     os.kill(sup.pid, signal.SIGKILL)
     sup.proc.wait()
