@@ -72,39 +72,43 @@ class Loop:
         self._ready.append((callback, args))
 
     # -- file descriptors -------------------------------------------------------------------------
-    def _update(self, fd: int, events: int, reader: Callback | None, writer: Callback | None) -> None:
+    def _set(self, fd: int, reader: Callback | bool | None, writer: Callback | bool | None) -> None:
+        """Set the reader and/or writer of ``fd`` (``False``: keep the current one), with one lookup."""
         try:
             key = self._selector.get_key(fd)
+            current_reader, current_writer = key.data
         except KeyError:
+            key, current_reader, current_writer = None, None, None
+        if reader is False:
+            reader = current_reader
+        if writer is False:
+            writer = current_writer
+        events = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
+        if key is None:
             if events:
                 self._selector.register(fd, events, (reader, writer))
-            return
-        if events:
+        elif events:
             self._selector.modify(fd, events, (reader, writer))
         else:
             self._selector.unregister(key.fileobj)
 
-    def _current(self, fd: int) -> tuple[Callback | None, Callback | None]:
+    def _writer_of(self, fd: int) -> Callback | None:
         try:
-            return self._selector.get_key(fd).data
+            return self._selector.get_key(fd).data[1]
         except KeyError:
-            return None, None
+            return None
 
     def add_reader(self, fd: int, callback: Callback) -> None:
-        _, writer = self._current(fd)
-        self._update(fd, selectors.EVENT_READ | (selectors.EVENT_WRITE if writer else 0), callback, writer)
+        self._set(fd, callback, False)
 
     def remove_reader(self, fd: int) -> None:
-        _, writer = self._current(fd)
-        self._update(fd, selectors.EVENT_WRITE if writer else 0, None, writer)
+        self._set(fd, None, False)
 
     def add_writer(self, fd: int, callback: Callback) -> None:
-        reader, _ = self._current(fd)
-        self._update(fd, selectors.EVENT_WRITE | (selectors.EVENT_READ if reader else 0), reader, callback)
+        self._set(fd, False, callback)
 
     def remove_writer(self, fd: int) -> None:
-        reader, _ = self._current(fd)
-        self._update(fd, selectors.EVENT_READ if reader else 0, reader, None)
+        self._set(fd, False, None)
 
     # -- signals ----------------------------------------------------------------------------------
     def add_signal_handler(self, signum: int, callback: Callback) -> None:
@@ -145,7 +149,7 @@ class Loop:
             if mask & selectors.EVENT_READ and reader is not None:
                 reader()
             # The reader may have closed and unregistered this fd already.
-            if mask & selectors.EVENT_WRITE and writer is not None and self._current(key.fd)[1] is writer:
+            if mask & selectors.EVENT_WRITE and writer is not None and self._writer_of(key.fd) is writer:
                 writer()
         now = self.time()
         while self._timers and self._timers[0][0] <= now:
@@ -176,6 +180,3 @@ class Loop:
 def _ignore_in_handler(signum: int, frame: object) -> None:
     """Placeholder Python handler; the work happens in the loop."""
 
-
-def set_nonblocking(fd: int) -> None:
-    os.set_blocking(fd, False)
