@@ -126,9 +126,8 @@ class PipeReader:
         while len(self.partial) > MAX_LINE:
             lines.append(self.partial[:MAX_LINE])
             self.partial = self.partial[MAX_LINE:]
-        lines = [line[:MAX_LINE] for line in lines]
         if lines:
-            self.on_lines([line.rstrip(b"\r") for line in lines])
+            self.on_lines([line[:MAX_LINE].rstrip(b"\r") for line in lines])
         return len(data) == READ_CHUNK
 
     def close(self) -> None:
