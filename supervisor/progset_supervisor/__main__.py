@@ -19,7 +19,7 @@ from .log import Logger
 from .loop import Loop
 from .master import Master, Options
 from .output import OutputSink
-from .watch import ConfigWatcher, WatchError, config_fingerprint
+from .watch import ConfigWatcher, WatchError
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -55,9 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"Configuration file is valid ({len(config.programs)} programs, {config.hash})")
         return 0
-    # What this load read, for the config watcher that only starts once the programs run.
-    loaded = config_fingerprint(args.config) if not args.no_watch else b""
-
     raise_fd_limit()
     is_pid1 = os.getpid() == 1
     if not is_pid1:
@@ -89,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.watch:
         try:
             watcher = ConfigWatcher(loop, args.config, lambda: master.reload(origin="config change"),
-                                    options.debounce_seconds, loaded=loaded)
-            master.on_load_hooks.append(lambda: watcher.accept(config_fingerprint(args.config)))
+                                    options.debounce_seconds, loaded=config.fingerprint)
+            master.on_load_hooks.append(lambda loaded: watcher.accept(loaded.fingerprint))
         except WatchError as exc:
             log.warning(f"Not watching {args.config} for changes: {exc}")
     try:

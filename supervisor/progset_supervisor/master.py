@@ -87,7 +87,7 @@ class Master:
         self.orphans_reaped = 0
         self.finished = False
         self.on_exit_hooks: list[Callable[[], None]] = []
-        self.on_load_hooks: list[Callable[[], None]] = []
+        self.on_load_hooks: list[Callable[[Config], None]] = []  # each successful reload's new config
         # Programs whose old instance must exit before their new one may start (restart on reload
         # waits, so ports are free again).
         self.replacing: set[Supervised] = set()
@@ -341,7 +341,7 @@ class Master:
                 done(False, list(self.log.startup))
             return True
         for hook in self.on_load_hooks:
-            hook()
+            hook(config)
         run = ReloadRun(hard=hard)
         if done is not None:
             run.waiters.append(done)

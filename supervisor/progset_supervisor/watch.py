@@ -17,7 +17,8 @@ import os
 import struct
 from collections.abc import Callable
 
-from .config.loader import HAPROXY_SUFFIXES, YAML_SUFFIXES, config_files
+from .config import ConfigError
+from .config.loader import HAPROXY_SUFFIXES, YAML_SUFFIXES, config_files, fingerprint
 from .libc import libc
 from .loop import Loop, Timer
 
@@ -43,20 +44,16 @@ class WatchError(Exception):
 
 
 def config_fingerprint(path: str) -> bytes:
-    """Every byte the loader would read (resolving the kubelet's symlinks), with the file names.
-
-    The bytes themselves, not a digest: a config is small (a ConfigMap holds at most 1 MiB), so
-    keeping one copy costs less than hashing it at start-up and compares just as well.
-    """
-    parts: list[bytes] = []
+    """What a load of ``path`` would read now (resolving the kubelet's symlinks), as ``loader.fingerprint``
+    makes it, so it compares equal to :attr:`Config.fingerprint` of a load of the same files."""
+    files: list[tuple[str, bytes]] = []
     try:
-        files = config_files(path) if os.path.isdir(path) else [path]
-        for file in files:
+        for file in config_files(path) if os.path.isdir(path) else [path]:
             with open(file, "rb") as handle:
-                parts += [os.fsencode(os.path.basename(file)), handle.read()]
-    except (OSError, Exception):
+                files.append((file, handle.read()))
+    except (OSError, ConfigError):
         return b"unreadable"
-    return b"\0".join(parts)
+    return fingerprint(files)
 
 
 class ConfigWatcher:
@@ -64,8 +61,8 @@ class ConfigWatcher:
 
     def __init__(self, loop: Loop, path: str, on_change: Callable[[], None], debounce: float = 0.2,
                  loaded: bytes | None = None) -> None:
-        """``loaded``: the :func:`config_fingerprint` of what was last loaded; a difference from the
-        files as they are now counts as a change (the default, None, takes them as they are)."""
+        """``loaded``: the fingerprint of what was last loaded (:attr:`Config.fingerprint`); a difference
+        from the files as they are now counts as a change (the default, None, takes them as they are)."""
         import ctypes
 
         self.loop = loop

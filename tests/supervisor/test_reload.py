@@ -285,3 +285,21 @@ def test_watcher_started_after_the_load_notices_a_change_made_in_between(tmp_pat
     finally:
         watcher.close()
         loop.close()
+
+
+def test_a_load_records_what_it_read_as_the_watcher_reads_it(tmp_path: Path) -> None:
+    """The watcher's baseline is what the load read (no second read, no window in between): both must
+    describe the same files the same way, for a file and for a kubelet-style directory."""
+    from progset_supervisor.config import load_path
+    from progset_supervisor.watch import config_fingerprint
+
+    single = write_config(tmp_path, "programs:\n  - name: a\n    command: [sleep, '1']\n")
+    assert load_path(single).fingerprint == config_fingerprint(str(single)) != b""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    kubelet_layout(mount, {"a.yaml": "programs:\n  - name: a\n    command: [sleep, '1']\n",
+                           "b.json": '{"programs": [{"name": "b", "command": ["true"]}]}'}, "2026_11_22_01_00_00.1")
+    loaded = load_path(mount).fingerprint
+    assert loaded == config_fingerprint(str(mount))
+    (mount / "b.json").write_text("{}")  # an edit would be seen
+    assert config_fingerprint(str(mount)) != loaded

@@ -8,6 +8,7 @@ and their programs are merged; the same program name in two files is an error.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from .errors import ConfigError, Problem
 from .model import Config, Path
@@ -32,14 +33,27 @@ def load_text(text: str, filename: str, *, check_references: bool = True) -> Con
     return load_haproxy_text(text, filename, check_references=check_references)
 
 
-def _read(path: str) -> str:
+def _read(path: str, read: list[tuple[str, bytes]]) -> str:
+    """The file's text; its bytes are added to ``read``, for :attr:`Config.fingerprint`."""
     try:
-        with open(path, encoding="utf-8") as file:
-            return file.read()
+        with open(path, "rb") as file:
+            data = file.read()
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(Problem(path, f"not UTF-8 text (byte {exc.start}); is this the right file?")) from None
     except OSError as exc:
         raise ConfigError(Problem(path, f"cannot read: {exc.strerror}")) from None
+    read.append((path, data))
+    return text
+
+
+def fingerprint(files: Iterable[tuple[str, bytes]]) -> bytes:
+    """The names and bytes of the files a load read: what the config watcher compares to see a change.
+
+    The bytes themselves, not a digest: a config is small (a ConfigMap holds at most 1 MiB), so
+    keeping one copy costs less than hashing it and compares just as well.
+    """
+    return b"\0".join(part for name, data in files for part in (os.fsencode(os.path.basename(name)), data))
 
 
 def config_files(directory: str) -> list[str]:
@@ -58,20 +72,25 @@ def load_path(path: str | os.PathLike[str]) -> Config:
     target = os.fspath(path)
     if not os.path.exists(target):
         raise ConfigError(Problem(target, "no such file or directory"))
-    if not os.path.isdir(target):
-        return load_text(_read(target), target)
+    read: list[tuple[str, bytes]] = []
+    config = _load_directory(target, read) if os.path.isdir(target) else load_text(_read(target, read), target)
+    config.fingerprint = fingerprint(read)
+    return config
+
+
+def _load_directory(target: str, read: list[tuple[str, bytes]]) -> Config:
     files = config_files(target)
     if not files:
         raise ConfigError(Problem(target, "directory holds no config file (*.yaml, *.yml, *.json, *.cfg, "
                                   "*.conf)"))
     if len(files) == 1:
-        return load_text(_read(files[0]), files[0])
+        return load_text(_read(files[0], read), files[0])
     configs: list[Config] = []
     problems: list[Problem] = []
     for file in files:
         try:
             # references are checked once all files are merged: dependsOn may name another file's program
-            configs.append(load_text(_read(file), file, check_references=False))
+            configs.append(load_text(_read(file, read), file, check_references=False))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:

@@ -174,7 +174,7 @@ NO_SOURCE = Source()
 class Config:
     """A validated configuration: programs in order plus supervisor-wide settings."""
 
-    __slots__ = ("_hash", "config_map_name", "origin", "programs", "ready_programs", "source")
+    __slots__ = ("_hash", "config_map_name", "fingerprint", "origin", "programs", "ready_programs", "source")
 
     def __init__(self, programs: tuple[Program, ...] = (), ready_programs: tuple[str, ...] | None = None,
                  config_map_name: str | None = None, source: Source = NO_SOURCE, origin: str = "") -> None:
@@ -183,6 +183,8 @@ class Config:
         self.config_map_name = config_map_name
         self.source = source
         self.origin = origin
+        # What ``load_path`` read to make this config (``loader.fingerprint``); empty otherwise.
+        self.fingerprint = b""
         self._hash: str | None = None
 
     def __repr__(self) -> str:
