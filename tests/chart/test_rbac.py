@@ -18,7 +18,7 @@ import kmock
 import pytest
 
 from tests.operator import fixtures as operator_tests
-from tests.operator.emulator import is_test_request, rbac_verb
+from tests.operator.emulator import rbac_requests
 
 from .helpers import NAMESPACE, RELEASE, Grant, Request, allowed, grants, objects, parse_usage
 
@@ -127,16 +127,7 @@ BROKEN = [{"name": "api", "command": ["/bin/api"], "dependsOn": ["nope"]}]
 
 def recorded(emu: kmock.KubernetesEmulator) -> set[Request]:
     """The operator's requests (not the test's) as RBAC sees them, with their namespace."""
-    found: set[Request] = set()
-    for request in emu:
-        if request.resource is None or not request.resource.plural or is_test_request(request):
-            continue
-        verb = rbac_verb(request)
-        if verb is None:
-            continue
-        resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
-        found.add(Request(verb, request.resource.group or "", resource, request.namespace))
-    return found
+    return {Request(*request) for request in rbac_requests(emu)}
 
 
 async def exercise(cluster: Any, namespaces: Iterable[str]) -> None:

@@ -18,7 +18,7 @@ import datetime
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 import aiohttp.web
@@ -269,26 +269,31 @@ def rbac_verb(request: rendering.Request) -> str | None:
     return RBAC_VERBS.get(method)
 
 
-def rbac_usage(emulator: kmock.KubernetesEmulator) -> set[tuple[str, str, bool]]:
-    """The (verb, ``plural[.group][/subresource]``, namespace-scoped?) triples the operator used.
-
-    Resources are spelled as ``kubectl auth can-i`` reads them: ``configmaps``,
-    ``programsets.progset.io``, ``programsets.progset.io/status``.
+def rbac_requests(emulator: kmock.KubernetesEmulator) -> Iterator[tuple[str, str, str, str | None]]:
+    """(verb, group, ``plural[/subresource]``, namespace) of each API request the operator sent.
 
     Discovery requests (no resource) and the test's own requests (kmock's client) are left out, so
-    an RBAC test can compare this set with the chart's Role/ClusterRole rules.
+    an RBAC test can compare what was used with the chart's Role/ClusterRole rules.
     """
-    used: set[tuple[str, str, bool]] = set()
     for request in emulator:
         if request.resource is None or not request.resource.plural or is_test_request(request):
             continue
         verb = rbac_verb(request)
         if verb is None:
             continue
-        resource = request.resource.plural
-        if request.resource.group:
-            resource += f".{request.resource.group}"
-        if request.subresource:
-            resource += f"/{request.subresource}"
-        used.add((verb, resource, request.namespace is not None))
+        resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+        yield verb, request.resource.group or "", resource, request.namespace
+
+
+def rbac_usage(emulator: kmock.KubernetesEmulator) -> set[tuple[str, str, bool]]:
+    """The (verb, ``plural[.group][/subresource]``, namespace-scoped?) triples the operator used.
+
+    Resources are spelled as ``kubectl auth can-i`` reads them: ``configmaps``,
+    ``programsets.progset.io``, ``programsets.progset.io/status``.
+    """
+    used: set[tuple[str, str, bool]] = set()
+    for verb, group, resource, namespace in rbac_requests(emulator):
+        plural, slash, subresource = resource.partition("/")
+        spelled = f"{plural}.{group}{slash}{subresource}" if group else resource
+        used.add((verb, spelled, namespace is not None))
     return used

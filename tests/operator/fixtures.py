@@ -23,7 +23,7 @@ from kmock._internal import parsing
 
 from progset_operator.runtime import Operator, Options, build
 
-from .emulator import Emulator, parse_path_with_namespaces
+from .emulator import Emulator, is_test_request, parse_path_with_namespaces
 
 PROGRAMSETS = "progset.io/v1alpha1/programsets"
 CONFIGMAPS = "v1/configmaps"
@@ -99,8 +99,6 @@ class Cluster:
 
     def writes(self) -> list[Any]:
         """Every mutating request the operator (not the test) sent, oldest first."""
-        from .emulator import is_test_request
-
         return [r for r in self.emu if r.method in ("POST", "PATCH", "PUT", "DELETE") and not is_test_request(r)]
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from progset_operator.runtime import Options
 
+from .emulator import is_test_request
 from .fixtures import Cluster, eventually, programset
 
 HELLO = [{"name": "hello", "command": ["echo", "hello, world"]}]
@@ -35,5 +36,5 @@ async def test_only_the_served_namespace_is_rendered(operator, cluster: Cluster,
 
     ours = [r for r in emulator if r.resource in (kmock.resource("progset.io/v1alpha1/programsets"),
                                                   kmock.resource("v1/configmaps"))
-            and not str(r.headers.get("User-Agent", "")).startswith("kmock/")]
+            and not is_test_request(r)]
     assert ours and all(r.namespace == "team-a" for r in ours)
