@@ -68,7 +68,6 @@ class Master:
         self.base_env: MutableMapping[str, str] = (
             base_env if base_env is not None else {**os.environ, "HAPROXY_MWORKER": "1"})
         self.config: Config | None = None
-        self.config_text_key: bytes = b""
         self.programs: dict[str, Supervised] = {}
         self.dependents: dict[str, list[str]] = {}
         self.old: dict[Instance, None] = {}  # old instances still stopping, in retirement order (O(1) removal)
@@ -84,15 +83,14 @@ class Master:
         self.reload_queued: bool | None = None  # hard flag of a reload requested during a reload
         self.shutting_down = False
         self.exit_code: int | None = None
-        self.orphans_reaped = 0
         self.finished = False
-        self.on_exit_hooks: list[Callable[[], None]] = []
         self.on_load_hooks: list[Callable[[Config], None]] = []  # each successful reload's new config
         # Programs whose old instance must exit before their new one may start (restart on reload
         # waits, so ports are free again).
         self.replacing: set[Supervised] = set()
         self._alive_dependents: dict[str, int] = {}
         self._stop_requested: set[str] = set()
+        self._old_alive: dict[Supervised, list[Instance]] = {}
         self._released: set[str] = set()
 
     @property
@@ -143,7 +141,6 @@ class Master:
                 return
             instance = self.by_pid.pop(pid, None)
             if instance is None:
-                self.orphans_reaped += 1
                 self.log.debug(f"Process {pid} exited with code {ExitStatus.from_wait_status(status).code}")
                 continue
             instance.exit_status = ExitStatus.from_wait_status(status)
@@ -439,9 +436,15 @@ class Master:
         self.exit_code = exit_code
         for supervised in self.programs.values():
             supervised.manually_stopped = True
+        # Old processes (of programs a reload is replacing), by program: looked up once per program
+        # below, not by a scan of every old process each time.
+        self._old_alive: dict[Supervised, list[Instance]] = {}
+        for instance in self.old:
+            if instance.alive:
+                self._old_alive.setdefault(instance.supervised, []).append(instance)
         self._alive_dependents = {name: 0 for name in self.programs}
         for supervised in self.programs.values():
-            if supervised.pid is not None or self._old_of(supervised):
+            if supervised.pid is not None or supervised in self._old_alive:
                 for dep in supervised.program.depends_on:
                     if dep in self._alive_dependents:
                         self._alive_dependents[dep] += 1
@@ -456,7 +459,7 @@ class Master:
         self._stop_requested.add(supervised.name)
         # Old processes of a program a reload is replacing count too: releasing its dependencies
         # before they exited stopped a database under a still-running client.
-        old = self._old_of(supervised)
+        old = [instance for instance in self._old_alive.get(supervised, ()) if instance.alive]
         remaining = len(old) + 1
 
         def one_gone() -> None:
@@ -467,9 +470,6 @@ class Master:
         for instance in old:
             instance.waiters.append(one_gone)
         supervised.stop(one_gone)
-
-    def _old_of(self, supervised: Supervised) -> list[Instance]:
-        return [instance for instance in self.old if instance.supervised is supervised and instance.alive]
 
     def _release(self, supervised: Supervised) -> None:
         """``supervised`` is down: the programs it depends on may stop once no other dependent runs."""
@@ -495,7 +495,5 @@ class Master:
                     reader.drain()
                     reader.close()
         self.log.warning(f"All programs exited. Exiting... ({self.exit_code})")
-        for hook in self.on_exit_hooks:
-            hook()
         self.loop.stop()
 
