@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from progset_supervisor import __version__
-from tests.operator.fixtures import Cluster, eventually, programset, ps_url
+from tests.operator.fixtures import Cluster, eventually, programset, ps_url, settled
 from tests.supervisor.cli_helpers import exchange, socket_dir
 from tests.supervisor.helpers import Supervisor, pid_alive, wait_until
 from tests.supervisor.test_reload import kubelet_layout
@@ -111,8 +111,7 @@ async def test_programset_edit_reaches_the_supervisor_and_restarts_exactly_the_r
             await cluster.patch(ps_url("default", "demo"), {"spec": {"programs": PROGRAMS_V2}})
             cm2 = await eventually(lambda: rendered(cluster, "demo-programs", not_hash=hash1))
             hash2 = cm2["metadata"]["annotations"][HASH_ANNOTATION]
-            ps = await eventually(lambda: (p := cluster.programset("demo")) and
-                                  p.get("status", {}).get("observedGeneration") == 2 and p)
+            ps = await eventually(lambda: settled(cluster, "demo", 2))
             assert ps["status"]["configHash"] == hash2
 
             # 4. The kubelet swaps ..data; the supervisor's watcher reloads on its own (no signal sent).

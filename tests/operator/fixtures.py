@@ -102,6 +102,28 @@ class Cluster:
         return [r for r in self.emu if r.method in ("POST", "PATCH", "PUT", "DELETE") and not is_test_request(r)]
 
 
+def conditions(ps: dict) -> dict[str, tuple[str, str]]:
+    """The ProgramSet's conditions as type -> (status, reason)."""
+    return {c["type"]: (c["status"], c["reason"]) for c in (ps.get("status") or {}).get("conditions", [])}
+
+
+def settled(cluster: Cluster, name: str, generation: int, namespace: str = "default") -> dict | None:
+    """The ProgramSet once its status describes ``generation``."""
+    ps = cluster.programset(name, namespace)
+    if ps and (ps.get("status") or {}).get("observedGeneration") == generation:
+        return ps
+    return None
+
+
+def events(emu: Emulator, reason: str) -> list[dict]:
+    """The Kubernetes events with this reason the operator posted."""
+    found = []
+    for key, obj in emu.objects.items():
+        if key[0] == kmock.resource("v1/events") and not obj.deleted and obj.raw.get("reason") == reason:
+            found.append(obj.raw)
+    return found
+
+
 # kube-apiserver takes request bodies up to 3 MiB (etcd then stores objects up to ~1.5 MiB); aiohttp's
 # default is 1 MiB, which would hide what happens with ProgramSets between those sizes.
 REQUEST_BODY_MAX = 3 * 1024 * 1024

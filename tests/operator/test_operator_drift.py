@@ -8,14 +8,14 @@ import kmock
 
 from progset_supervisor.config import load_yaml_text
 
-from .fixtures import Cluster, cm_url, eventually, programset, ps_url
+from .fixtures import Cluster, cm_url, eventually, programset, ps_url, settled
 
 PROGRAMS = [{"name": "api", "command": ["/usr/bin/dataplaneapi"], "onReload": "keep"}]
 
 
 async def rendered(cluster: Cluster, name: str = "web") -> dict:
     await cluster.create(programset(name, PROGRAMS))
-    await eventually(lambda: (cluster.programset(name) or {}).get("status", {}).get("observedGeneration") == 1)
+    await eventually(lambda: settled(cluster, name, 1))
     return cluster.configmap(f"{name}-programs")
 
 
@@ -67,7 +67,7 @@ async def test_drift_while_spec_is_invalid_restores_the_last_valid_rendering(ope
     await cluster.patch(ps_url("default", "web"), {"spec": {"programs": [
         {"name": "api", "command": ["x"], "dependsOn": ["api-2"]}, {"name": "api-2", "command": ["y"],
                                                                      "dependsOn": ["api"]}]}})
-    await eventually(lambda: cluster.programset("web")["status"]["observedGeneration"] == 2)
+    await eventually(lambda: settled(cluster, "web", 2))
     await cluster.delete(cm_url("default", "web-programs"))
     back = await eventually(lambda: cluster.configmap("web-programs"))
     assert back["data"] == good["data"]

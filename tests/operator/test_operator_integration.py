@@ -14,34 +14,13 @@ import yaml
 from progset_operator.runtime import Options
 from progset_supervisor.config import load_yaml_text
 
-from .emulator import Emulator
-from .fixtures import Cluster, cm_url, eventually, programset, ps_url, running
+from .fixtures import Cluster, cm_url, conditions, events, eventually, programset, ps_url, running, settled
 
 HELLO = [{"name": "hello", "command": ["echo", "hello, world"], "restart": "never"}]
 API = [
     {"name": "api", "command": ["/usr/bin/dataplaneapi", "--port", "5555"], "onReload": "keep"},
     {"name": "mirror", "command": ["/usr/bin/spoa-mirror", "--runtime", "0"], "dependsOn": ["api"]},
 ]
-
-
-def conditions(ps: dict) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in (ps.get("status") or {}).get("conditions", [])}
-
-
-def settled(cluster: Cluster, name: str, generation: int, namespace: str = "default") -> dict | None:
-    """The ProgramSet once its status describes ``generation``."""
-    ps = cluster.programset(name, namespace)
-    if ps and (ps.get("status") or {}).get("observedGeneration") == generation:
-        return ps
-    return None
-
-
-def events(emu: Emulator, reason: str) -> list[dict]:
-    found = []
-    for key, obj in emu.objects.items():
-        if key[0] == kmock.resource("v1/events") and not obj.deleted and obj.raw.get("reason") == reason:
-            found.append(obj.raw)
-    return found
 
 
 async def test_create_renders_configmap_owned_labelled_and_hashed(operator, cluster: Cluster, emulator) -> None:

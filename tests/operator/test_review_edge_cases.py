@@ -8,8 +8,8 @@ import threading
 import kmock
 
 from .emulator import CONFIGMAP_DATA_MAX
-from .fixtures import Cluster, cm_url, eventually, programset, ps_url
-from .test_operator_integration import HELLO, conditions, events, settled
+from .fixtures import Cluster, cm_url, conditions, events, eventually, programset, ps_url, settled
+from .test_operator_integration import HELLO
 
 
 def _big(n: int, size: int) -> list[dict]:
