@@ -46,6 +46,12 @@ def problems(text: str, filename: str = "p.yaml") -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
+def path_problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_path(path)
+    return [str(p) for p in info.value.problems]
+
+
 def test_programset_manifest():
     config = load_yaml_text(PROGRAMSET, "p.yaml")
     assert config.origin == "p.yaml"
@@ -196,27 +202,21 @@ def test_depends_on_may_cross_files(tmp_path):
 def test_unknown_dependency_across_files_names_the_file(tmp_path):
     (tmp_path / "app.yaml").write_text(APP_YAML)
     (tmp_path / "other.cfg").write_text("program other\n  command x\n")
-    with pytest.raises(ConfigError) as info:
-        load_path(tmp_path)
-    assert [str(p) for p in info.value.problems] == [
+    assert path_problems(tmp_path) == [
         f"{tmp_path / 'app.yaml'} (program 'app'): 'app' depends on unknown program 'db'"]
 
 
 def test_duplicate_program_across_files(tmp_path):
     (tmp_path / "a.yaml").write_text("programs:\n  - name: web\n    command: [x]\n")
     (tmp_path / "b.cfg").write_text("program web\n  command y\n")
-    with pytest.raises(ConfigError) as info:
-        load_path(tmp_path)
-    assert [str(p) for p in info.value.problems] == [
+    assert path_problems(tmp_path) == [
         f"{tmp_path / 'b.cfg'}: duplicate program name 'web' (also defined in {tmp_path / 'a.yaml'})"]
 
 
 def test_problems_of_every_file_are_reported(tmp_path):
     (tmp_path / "a.yaml").write_text("programs:\n  - name: a\n    command: [x]\n    restart: no\n")
     (tmp_path / "b.cfg").write_text("program b\n  command y\n  bogus\n")
-    with pytest.raises(ConfigError) as info:
-        load_path(tmp_path)
-    assert [str(p) for p in info.value.problems] == [
+    assert path_problems(tmp_path) == [
         f"{tmp_path / 'a.yaml'}:4 (spec.programs[0].restart): must be one of always, on-failure, never; got False",
         f"{tmp_path / 'b.cfg'}:3: unknown keyword 'bogus' in 'program' section; known keywords: command, user, group, "
         "option, restart, on-reload, reload-signal, stop-signal, stop-timeout, backoff-initial, backoff-max, "
@@ -232,23 +232,18 @@ def test_hidden_files_and_unknown_extensions_are_ignored(tmp_path):
 
 
 def test_empty_directory(tmp_path):
-    with pytest.raises(ConfigError) as info:
-        load_path(tmp_path)
-    assert str(info.value) == f"{tmp_path}: directory holds no config file (*.yaml, *.yml, *.json, *.cfg, *.conf)"
+    assert path_problems(tmp_path) == [
+        f"{tmp_path}: directory holds no config file (*.yaml, *.yml, *.json, *.cfg, *.conf)"]
 
 
 def test_missing_path(tmp_path):
-    with pytest.raises(ConfigError) as info:
-        load_path(tmp_path / "nope.yaml")
-    assert str(info.value) == f"{tmp_path / 'nope.yaml'}: no such file or directory"
+    assert path_problems(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: no such file or directory"]
 
 
 def test_non_utf8_file(tmp_path):
     path = tmp_path / "p.cfg"
     path.write_bytes(b"program a\n  command \xff\n")
-    with pytest.raises(ConfigError) as info:
-        load_path(path)
-    assert str(info.value) == f"{path}: not UTF-8 text (byte 20); is this the right file?"
+    assert path_problems(path) == [f"{path}: not UTF-8 text (byte 20); is this the right file?"]
 
 
 # -- JSON documents ----------------------------------------------------------------------------------
