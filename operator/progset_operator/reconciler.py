@@ -96,12 +96,13 @@ class Reconciler:
         return self._locks.setdefault(key, asyncio.Lock())
 
     def _set_valid(self, key: Key, valid: bool) -> None:
-        self._valid[key] = valid
-        self._publish_counts()
+        # Every reconcile lands here; the gauge is recounted only when the verdict changed.
+        if self._valid.get(key) is not valid:
+            self._valid[key] = valid
+            self._publish_counts()
 
     def _publish_counts(self) -> None:
-        valid = sum(1 for v in self._valid.values() if v)
-        self.metrics.set_programsets(valid=valid, invalid=len(self._valid) - valid)
+        self.metrics.set_programsets(**self.counts())
 
     def forget(self, namespace: str, name: str, uid: str | None = None) -> None:
         """The ProgramSet is gone: drop its state so its ConfigMap's deletion is not "repaired"."""
@@ -119,8 +120,8 @@ class Reconciler:
 
     def _drop_state(self, key: Key) -> None:
         self._desired.pop(key, None)
-        self._valid.pop(key, None)
-        self._publish_counts()
+        if self._valid.pop(key, None) is not None:
+            self._publish_counts()
 
     def counts(self) -> dict[str, int]:
         valid = sum(1 for v in self._valid.values() if v)
