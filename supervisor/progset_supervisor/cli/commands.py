@@ -271,14 +271,18 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
+_BY_WORDS: dict[tuple[str, ...], Command] = {command.words: command for command in COMMANDS}
+_MOST_WORDS = max(len(command.words) for command in COMMANDS)
+
+
 def find(args: list[str]) -> Command | None:
-    """The command whose words start ``args`` (the most specific one wins)."""
-    best: Command | None = None
-    for command in COMMANDS:
-        n = len(command.words)
-        if len(args) >= n and tuple(args[:n]) == command.words and (best is None or n > len(best.words)):
-            best = command
-    return best
+    """The command whose words start ``args`` (the most specific one wins): a dict lookup per prefix
+    length, longest first, rather than a scan of the table for every command a client sends."""
+    for n in range(min(len(args), _MOST_WORDS), 0, -1):
+        command = _BY_WORDS.get(tuple(args[:n]))
+        if command is not None:
+            return command
+    return None
 
 
 def usage(args: list[str], *, is_help: bool) -> Reply:
