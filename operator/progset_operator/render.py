@@ -21,13 +21,14 @@ from progset_supervisor.config import (
     render_document,
 )
 
+from .crd import CONFIG_MAP_NAME_MAX, GROUP
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGER = "progset-operator"
 PROGRAMSET_LABEL = "progset.io/programset"
 HASH_ANNOTATION = "progset.io/config-hash"
 DATA_KEY = "programs.json"
 CONFIGMAP_SUFFIX = "-programs"
-CONFIGMAP_NAME_MAX = 253
 # The API server refuses a ConfigMap whose values add up to more than 1 MiB (corev1.MaxSecretSize).
 # A ProgramSet can be bigger than that (etcd stores objects up to ~1.5 MiB) and the rendering, fully
 # defaulted, is bigger than the spec; the reconciler checks this before asking, so the user gets a
@@ -94,9 +95,9 @@ def render(body: Mapping[str, Any]) -> Desired:
     origin = f"ProgramSet {source.namespace}/{source.name}"
     config = config_from_spec(body.get("spec") or {}, origin=origin, source=source)
     name = configmap_name(source.name, config)
-    if len(name) > CONFIGMAP_NAME_MAX:
+    if len(name) > CONFIG_MAP_NAME_MAX:
         raise ConfigError(Problem("metadata.name", f"the default ConfigMap name {name[:40]}... is longer than "
-                                  f"{CONFIGMAP_NAME_MAX} characters; set spec.configMapName"))
+                                  f"{CONFIG_MAP_NAME_MAX} characters; set spec.configMapName"))
     text = render_document(config, source)
     configmap = {
         "apiVersion": "v1",
@@ -123,7 +124,7 @@ def problems_text(error: ConfigError, limit: int = 1000) -> str:
 
 
 def is_programset_ref(ref: Mapping[str, Any]) -> bool:
-    return ref.get("kind") == KIND and str(ref.get("apiVersion", "")).split("/")[0] == API_VERSION.split("/")[0]
+    return ref.get("kind") == KIND and str(ref.get("apiVersion", "")).split("/")[0] == GROUP
 
 
 def controller_of(configmap: Mapping[str, Any]) -> dict[str, Any] | None:
