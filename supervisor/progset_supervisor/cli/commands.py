@@ -209,23 +209,16 @@ def reload_answer(success: bool, lines: list[str]) -> Reply:
 
 def _reload(hard: bool) -> Handler:
     def run(ctx: Context, args: list[str]) -> Reply | None:
-        answered: list[Reply] = []
+        answered = False
 
         def done(success: bool, lines: list[str]) -> None:
-            reply = reload_answer(success, lines)
-            if started:
-                ctx.finish(reply)
-            else:
-                answered.append(reply)
+            nonlocal answered
+            answered = True
+            ctx.finish(reload_answer(success, lines))  # also when called at once: the session keeps it
 
-        started = False
-        accepted = ctx.master.reload(hard=hard, origin="master CLI", done=done)
-        started = True
-        if answered:
-            return answered[0]
-        if not accepted:
-            return reload_answer(False, ["Another reload is still in progress."])
-        return None
+        if ctx.master.reload(hard=hard, origin="master CLI", done=done) or answered:
+            return None
+        return reload_answer(False, ["Another reload is still in progress."])
     return run
 
 
