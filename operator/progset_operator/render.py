@@ -42,7 +42,6 @@ class Desired:
 
     config: Config
     body: dict[str, Any]
-    owner_uid: str
 
     @property
     def namespace(self) -> str:
@@ -51,6 +50,16 @@ class Desired:
     @property
     def name(self) -> str:
         return str(self.body["metadata"]["name"])
+
+    @property
+    def owner(self) -> dict[str, Any]:
+        """Our controller reference to the ProgramSet."""
+        ref: dict[str, Any] = self.body["metadata"]["ownerReferences"][0]
+        return ref
+
+    @property
+    def owner_uid(self) -> str:
+        return str(self.owner["uid"])
 
     @property
     def hash(self) -> str:
@@ -111,7 +120,7 @@ def render(body: Mapping[str, Any]) -> Desired:
         },
         "data": {DATA_KEY: text},
     }
-    return Desired(config=config, body=configmap, owner_uid=str(body["metadata"]["uid"]))
+    return Desired(config=config, body=configmap)
 
 
 def problems_text(error: ConfigError, limit: int = 1000) -> str:
@@ -143,12 +152,11 @@ def conflict(actual: Mapping[str, Any], desired: Desired) -> str | None:
     """
     meta = actual.get("metadata") or {}
     ref = controller_of(actual)
-    owner_name = desired.body["metadata"]["ownerReferences"][0]["name"]
     name = meta.get("name")
     if ref is not None:
         if ref.get("uid") == desired.owner_uid:
             return None
-        if is_programset_ref(ref) and ref.get("name") == owner_name:
+        if is_programset_ref(ref) and ref.get("name") == desired.owner["name"]:
             return None
         return (f"ConfigMap {name} is controlled by {ref.get('kind')} {ref.get('name')}; "
                 "delete it or set spec.configMapName")
@@ -185,7 +193,7 @@ def configmap_patch(actual: Mapping[str, Any], desired: Desired) -> dict[str, An
         if missing:
             meta_patch[field] = missing
 
-    ours = want["metadata"]["ownerReferences"][0]
+    ours = desired.owner
     refs = list(meta.get("ownerReferences") or [])
     if ours not in refs or any(r.get("controller") and r != ours for r in refs):
         # Replace our own (or a stale ProgramSet) controller reference; keep everybody else's.
