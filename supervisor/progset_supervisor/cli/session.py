@@ -145,8 +145,7 @@ class Session:
                 self._set_reading(True)
                 return
             if not self.inbuf.strip():
-                self.closing = True  # EOF and nothing left: close once the output is sent
-                self._flush()
+                self._close_after_output()  # EOF and nothing left
                 return
             command, self.inbuf = bytes(self.inbuf), bytearray()  # unterminated last command at EOF
         else:
@@ -160,12 +159,9 @@ class Session:
                 self._schedule()
 
     def _too_long(self) -> None:
-        self.inbuf = bytearray()
         self._reply(Reply.error(f"Command line too long: more than {self.server.max_line} bytes without a "
                                 "newline or ';'. Closing the connection.\n"), prompt=False)
-        self.closing = True
-        self._set_reading(False)
-        self._flush()
+        self._close_after_output()
 
     def _execute(self, command: bytes) -> None:
         words = split_words(command.rstrip(b"\r"))
@@ -224,10 +220,7 @@ class Session:
             self._prompt_command(words[1:])
         elif name == "quit":
             self._write_prompt()
-            self.closing = True
-            self.inbuf = bytearray()
-            self._set_reading(False)
-            self._flush()
+            self._close_after_output()
         elif name in ("operator", "user"):
             wanted = Level.OPERATOR if name == "operator" else Level.USER
             if self.level < wanted:
@@ -311,17 +304,19 @@ class Session:
             text = f"[{label}]: {text}"
         self._write(encode(text) + b"\n")
         if reply.close:
-            self.closing = True
-            self.inbuf = bytearray()
-            self._set_reading(False)
-            self._flush()
+            self._close_after_output()
         elif prompt:
             self._write_prompt()
 
     def _proxy_error(self, message: str) -> None:
         self._write(encode(message))
-        self.inbuf = bytearray()
+        self._close_after_output()
+
+    def _close_after_output(self) -> None:
+        """End the session: drop what the client sent beyond this point, stop reading, and close as
+        soon as the output written so far has been sent."""
         self.closing = True
+        self.inbuf = bytearray()
         self._set_reading(False)
         self._flush()
 
