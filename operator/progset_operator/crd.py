@@ -55,6 +55,12 @@ def _name_schema(description: str) -> dict[str, Any]:
     return {"type": "string", "description": description, "pattern": NAME_RE.pattern, "maxLength": NAME_MAX}
 
 
+def _names_schema(description: str, max_items: int, item_description: str) -> dict[str, Any]:
+    """A set of program names (``dependsOn``, ``readyPrograms``), bounded for the CEL cost estimate."""
+    return {"type": "array", "description": description, "maxItems": max_items, "x-kubernetes-list-type": "set",
+            "items": _name_schema(item_description)}
+
+
 def _signal_schema(description: str, default: str | None = None) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string", "description": description, "enum": signal_names()}
     if default is not None:
@@ -147,13 +153,9 @@ def program_schema() -> dict[str, Any]:
             "reloadSignal": _signal_schema("Signal sent on reload when onReload is signal (default SIGHUP)."),
             "critical": {"type": "boolean", "default": _MODEL_DEFAULTS["critical"],
                          "description": "When it ends for good, the supervisor stops everything and exits."},
-            "dependsOn": {
-                "type": "array",
-                "description": "Programs that must be running before this one starts; stopped in reverse order.",
-                "maxItems": CRD_MAX_DEPENDS_ON,
-                "x-kubernetes-list-type": "set",
-                "items": _name_schema("Name of another program of this ProgramSet."),
-            },
+            "dependsOn": _names_schema("Programs that must be running before this one starts; stopped in "
+                                       "reverse order.", CRD_MAX_DEPENDS_ON,
+                                       "Name of another program of this ProgramSet."),
         },
         "x-kubernetes-validations": [
             {"rule": "!has(self.reloadSignal) || (has(self.onReload) && self.onReload == 'signal')",
@@ -174,14 +176,9 @@ def spec_schema() -> dict[str, Any]:
         "properties": {
             "programs": {"type": "array", "maxItems": CRD_MAX_PROGRAMS, "items": program_schema(),
                          "description": "Programs in start order (dependsOn refines it)."},
-            "readyPrograms": {
-                "type": "array",
-                "description": "Programs that must be running for the supervisor's /readyz; "
-                               "default: every program except those with restart: never.",
-                "maxItems": CRD_MAX_PROGRAMS,
-                "x-kubernetes-list-type": "set",
-                "items": _name_schema("Name of a program of this ProgramSet."),
-            },
+            "readyPrograms": _names_schema("Programs that must be running for the supervisor's /readyz; "
+                                           "default: every program except those with restart: never.",
+                                           CRD_MAX_PROGRAMS, "Name of a program of this ProgramSet."),
             "configMapName": {"type": "string", "pattern": CONFIG_MAP_NAME_PATTERN, "maxLength": CONFIG_MAP_NAME_MAX,
                               "description": "Name of the rendered ConfigMap; default: <name>-programs."},
         },
