@@ -50,8 +50,6 @@ class CliServer:
         self.max_line = max_line
         self.sessions: set[Session] = set()
         self.listeners: list[Listener] = []
-        self.rejected = 0
-        self.accepted = 0
         self.sweep_interval = min(1.0, max(0.05, idle_timeout / 4))
         self._sweep_timer: Timer | None = None
         try:
@@ -80,7 +78,6 @@ class CliServer:
             if len(self.sessions) >= self.maxconn:
                 self._reject(conn)
                 return
-            self.accepted += 1
             self.sessions.add(Session(self, conn, spec))
             self._arm_sweep()
         except Exception as exc:  # never let one connection take the loop down
@@ -108,7 +105,6 @@ class CliServer:
                                 f"pausing for {pause}s")
 
     def _reject(self, conn: socket.socket) -> None:
-        self.rejected += 1
         try:
             conn.send(f"Too many connections to the master CLI (limit {self.maxconn}); try again later.\n"
                       .encode())

@@ -71,7 +71,6 @@ class Session:
         self.loop = server.master.loop
         self.sock = sock
         self.fd = sock.fileno()
-        self.spec = spec
         self.level: Level = spec.level
         self.prompt = False
         self.timed = False
