@@ -29,6 +29,8 @@ from progset_supervisor.config.model import (
     signal_names,
 )
 
+from .status import RENDERED, VALID
+
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "programsets"
 SINGULAR = "programset"
@@ -226,15 +228,18 @@ def status_schema() -> dict[str, Any]:
     }
 
 
+def _condition_status(condition_type: str) -> str:
+    return f'.status.conditions[?(@.type=="{condition_type}")].status'
+
+
 def printer_columns() -> list[dict[str, Any]]:
     return [
         {"name": "Programs", "type": "integer", "jsonPath": ".status.programs"},
-        {"name": "Rendered", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Rendered")].status'},
+        {"name": "Rendered", "type": "string", "jsonPath": _condition_status(RENDERED)},
         {"name": "Hash", "type": "string", "jsonPath": ".status.configHash"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "ConfigMap", "type": "string", "jsonPath": ".status.configMap", "priority": 1},
-        {"name": "Valid", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Valid")].status',
-         "priority": 1},
+        {"name": "Valid", "type": "string", "jsonPath": _condition_status(VALID), "priority": 1},
     ]
 
 
