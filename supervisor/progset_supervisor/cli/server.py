@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from ..loop import Timer
     from ..master import Master
 
-DEFAULT_MAX_LINE = 64 * 1024
 ACCEPT_BATCH = 64
 EMFILE_PAUSE = 0.5
 
@@ -37,8 +36,8 @@ class Listener:
 
 
 class CliServer:
-    def __init__(self, master: Master, specs: list[SocketSpec], *, maxconn: int = 100, idle_timeout: float = 60.0,
-                 max_line: int = DEFAULT_MAX_LINE) -> None:
+    def __init__(self, master: Master, specs: list[SocketSpec], *, maxconn: int = 100,
+                 idle_timeout: float = 60.0) -> None:
         if maxconn < 1:
             raise ValueError(f"--cli-maxconn must be at least 1 (got {maxconn})")
         if idle_timeout <= 0:
@@ -47,7 +46,6 @@ class CliServer:
         self.specs = specs
         self.maxconn = maxconn
         self.idle_timeout = idle_timeout
-        self.max_line = max_line
         self.sessions: set[Session] = set()
         self.listeners: list[Listener] = []
         self.sweep_interval = min(1.0, max(0.05, idle_timeout / 4))
@@ -130,15 +128,14 @@ class CliServer:
             self._sweep_timer = None
 
 
-def start_cli(master: Master, specs: list[str], *, maxconn: int = 100, idle_timeout: float = 60.0,
-              max_line: int = DEFAULT_MAX_LINE) -> CliServer:
+def start_cli(master: Master, specs: list[str], *, maxconn: int = 100, idle_timeout: float = 60.0) -> CliServer:
     """Bind every ``-S`` socket and export their addresses to the programs (``HAPROXY_MASTER_CLI``)."""
     parsed = [parse_spec(text) for text in specs]
     paths = [spec.path for spec in parsed]
     duplicates = sorted({p for p in paths if paths.count(p) > 1})
     if duplicates:
         raise ValueError(f"-S: the same socket path is given more than once: {', '.join(duplicates)}")
-    server = CliServer(master, parsed, maxconn=maxconn, idle_timeout=idle_timeout, max_line=max_line)
+    server = CliServer(master, parsed, maxconn=maxconn, idle_timeout=idle_timeout)
     master.base_env["HAPROXY_MASTER_CLI"] = server.addresses
     master.base_env["PROGSET_MASTER_CLI"] = server.addresses
     return server

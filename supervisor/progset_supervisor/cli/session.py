@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .sockets import SocketSpec
 
 READ_CHUNK = 64 * 1024
+MAX_LINE = 64 * 1024  # a command longer than this closes the session
 INPUT_BACKLOG = 64 * 1024  # unparsed input kept before we stop reading from the client
 OUTPUT_HIGH = 1024 * 1024  # unsent output above which the client's further commands wait
 SEVERITY_NAMES = {0: "emerg", 1: "alert", 2: "crit", 3: "err", 4: "warning", 5: "notice", 6: "info", 7: "debug"}
@@ -135,8 +136,7 @@ class Session:
             self._set_reading(False)
             return  # resumed by _flush once the client has read enough
         end = find_command_end(self.inbuf)
-        limit = self.server.max_line
-        if (end < 0 and len(self.inbuf) > limit) or end > limit:
+        if (end < 0 and len(self.inbuf) > MAX_LINE) or end > MAX_LINE:
             self._too_long()
             return
         if end < 0:
@@ -158,7 +158,7 @@ class Session:
                 self._schedule()
 
     def _too_long(self) -> None:
-        self._reply(Reply.error(f"Command line too long: more than {self.server.max_line} bytes without a "
+        self._reply(Reply.error(f"Command line too long: more than {MAX_LINE} bytes without a "
                                 "newline or ';'. Closing the connection.\n"), prompt=False)
         self._close_after_output()
 
