@@ -16,6 +16,7 @@ Outcomes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -181,25 +182,22 @@ class Reconciler:
             message = problems_text(exc)
             observed = st.Observed(generation, st.invalid_condition(message),
                                    st.not_rendered_condition("InvalidSpec", "the spec is invalid", current))
-            if await self._write_status(body, observed):
-                log.warning("ProgramSet %s/%s: generation %d is invalid, ConfigMap left as it was: %s",
-                            *key, generation, message)
-                self.emit(body, "Warning", "InvalidSpec", message)
+            await self._warn(body, observed, message,
+                             f"generation {generation} is invalid, ConfigMap left as it was: {message}")
             raise InvalidSpec(message) from None
 
         self._set_valid(key, True)
         valid = st.valid_condition(desired.programs)
-        if desired.data_size > CONFIGMAP_DATA_MAX:
+        size = desired.data_size
+        if size > CONFIGMAP_DATA_MAX:
             # The API server would answer 422 on every attempt: say so once, keep the old ConfigMap
             # (and the last rendering that fits, for drift repair), and wait for the next edit.
             if trigger == DRIFT:
                 return await self._restore_last_good(key, body)
-            message = (f"the rendered ConfigMap {desired.name} would hold {desired.data_size} bytes, more than "
+            message = (f"the rendered ConfigMap {desired.name} would hold {size} bytes, more than "
                        f"the {CONFIGMAP_DATA_MAX} bytes a ConfigMap can; make the spec smaller")
             observed = st.Observed(generation, valid, st.not_rendered_condition("TooLarge", message, current))
-            if await self._write_status(body, observed):
-                log.warning("ProgramSet %s/%s: generation %d not rendered: %s", *key, generation, message)
-                self.emit(body, "Warning", "TooLarge", message)
+            await self._warn(body, observed, message, f"generation {generation} not rendered: {message}")
             raise TooLarge(message)
         self._desired[key] = desired
         try:
@@ -207,13 +205,14 @@ class Reconciler:
         except Conflict as exc:
             observed = st.Observed(generation, valid, st.not_rendered_condition("ConfigMapConflict", str(exc),
                                                                                 current))
-            if await self._write_status(body, observed):
-                log.warning("ProgramSet %s/%s: %s", *key, exc)
-                self.emit(body, "Warning", "ConfigMapConflict", str(exc))
+            await self._warn(body, observed, str(exc), str(exc))
             raise
         except ApiError as exc:
             if not exc.transient:  # e.g. 403: tell the user on the object, not only in the operator's log
-                await self._report_api_error(body, observed_valid=valid, desired=desired, error=exc)
+                message = f"cannot write ConfigMap {desired.name}: {exc.status} {exc.reason}: {exc.message}"[:1000]
+                observed = st.Observed(generation, valid, st.not_rendered_condition("ApiError", message, current))
+                with contextlib.suppress(ApiError):  # best effort: the status may fail too
+                    await self._warn(body, observed, message)
             raise
         await self._drop_previous(key, current, desired)
         observed = st.Observed(generation, valid, st.rendered_condition(desired.name, desired.hash),
@@ -274,18 +273,14 @@ class Reconciler:
         if await self._call(lambda: self.client.delete(path, uid=uid)):
             log.info("ProgramSet %s/%s: deleted previous ConfigMap %s", *key, previous)
 
-    async def _report_api_error(self, body: Mapping[str, Any], *, observed_valid: st.Condition, desired: Desired,
-                                error: ApiError) -> None:
-        """Rendered=False with the API's answer and a Warning event; best effort, the status may fail too."""
-        generation = int((body.get("metadata") or {}).get("generation") or 0)
-        message = f"cannot write ConfigMap {desired.name}: {error.status} {error.reason}: {error.message}"[:1000]
-        observed = st.Observed(generation, observed_valid,
-                               st.not_rendered_condition("ApiError", message, body.get("status") or {}))
-        try:
-            if await self._write_status(body, observed):
-                self.emit(body, "Warning", "ApiError", message)
-        except ApiError:
-            pass
+    async def _warn(self, body: Mapping[str, Any], observed: st.Observed, message: str,
+                    log_line: str | None = None) -> None:
+        """Write a Rendered=False status; only when that changed it (not on every retry of the same
+        failure) log ``log_line`` and post a Warning event with the condition's reason and ``message``."""
+        if await self._write_status(body, observed):
+            if log_line:
+                log.warning("ProgramSet %s/%s: %s", *key_of(body), log_line)
+            self.emit(body, "Warning", observed.rendered.reason, message)
 
     async def _write_status(self, body: Mapping[str, Any], observed: st.Observed) -> bool:
         """Patch ``/status`` with what differs; False (and no request) when it already says this."""
