@@ -124,13 +124,18 @@ class Connection:
         else:
             server.loop.add_reader(self.fd, self._on_readable)
 
-    def _on_readable(self) -> None:
+    def _recv(self) -> bytes | None:
+        """What the client sent; None if nothing yet, ``b""`` at EOF or on an error (both end it)."""
         try:
-            data = self.sock.recv(4096)
+            return self.sock.recv(4096)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
-            self.close()
+            return b""
+
+    def _on_readable(self) -> None:
+        data = self._recv()
+        if data is None:
             return
         if not data:
             self.close()
@@ -183,13 +188,7 @@ class Connection:
         self.server.loop.add_reader(self.fd, self._discard)
 
     def _discard(self) -> None:
-        try:
-            data = self.sock.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
+        if self._recv() == b"":
             self.close()
 
     def close(self) -> None:
