@@ -96,9 +96,10 @@ def run_once(path: str, line: str, timeout: float) -> int:
         if index >= len(commands):
             break
         complete = index < len(answers) - 1
-        if not complete and not answer and _command_name(commands[index]) in CLOSING_COMMANDS:
+        name = _command_name(commands[index])
+        if not complete and not answer and name in CLOSING_COMMANDS:
             break
-        error, text = classify(answer, complete, _command_name(commands[index]))
+        error, text = classify(answer, complete, name)
         if text:
             stream = sys.stderr if error else sys.stdout
             stream.write(text.decode(errors="replace"))
@@ -151,8 +152,8 @@ class Interactive:
     def _exchange(self, line: bytes) -> tuple[bytes, bool]:
         """Send ``line``; return its answer and whether the session is still open."""
         assert self.sock is not None
-        self.sock.sendall(line + b"\nprompt p\necho " + self.marker + b"\nprompt i\n" if line else
-                          b"prompt p\necho " + self.marker + b"\nprompt i\n")
+        delimiter = b"prompt p\necho " + self.marker + b"\nprompt i\n"
+        self.sock.sendall(line + b"\n" + delimiter if line else delimiter)
         end = self.marker + b"\n\n"
         while end not in self.buffer:
             data = _recv(self.sock, self.path, self.timeout)
