@@ -35,6 +35,22 @@ def current_state(result: Scrape, name: str) -> str:
     return ones[0]
 
 
+def tree_cpu(result: Scrape, name: str) -> float:
+    """User plus system CPU seconds of ``name``'s process tree; both series must be there."""
+    user = result.get("progset_program_cpu_seconds_total", program=name, mode="user")
+    system = result.get("progset_program_cpu_seconds_total", program=name, mode="system")
+    assert user is not None and system is not None, result.series("progset_program_cpu_seconds_total")
+    return user + system
+
+
+def burner(directory: Path, then: str = "") -> Path:
+    """A Python script that burns 0.5 s of CPU time, then runs ``then``."""
+    script = directory / "burn.py"
+    script.write_text("import os, time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass\n"
+                      + then)
+    return script
+
+
 def status_of(port: int, name: str) -> dict[str, Any]:
     reply = http_get(port, "/status")
     assert reply.status == 200 and reply.headers["content-type"] == "application/json"
@@ -142,8 +158,7 @@ def test_process_tree_cpu_memory_fds_threads(start: Any, tmp_path: Path) -> None
     big = tmp_path / "big.py"
     big.write_text("import time\nblock = b'x' * (50 * 1024 * 1024)\nprint('allocated', flush=True)\n"
                    "time.sleep(1000)\n")
-    burn = tmp_path / "burn.py"
-    burn.write_text("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass\n")
+    burn = burner(tmp_path)
     sup: Supervisor = start(programs(
         # sh forks python and waits: the tree is two processes.
         program("big", "sh", "-c", '"$0" "$1" & wait', PY, str(big)),
@@ -163,10 +178,8 @@ def test_process_tree_cpu_memory_fds_threads(start: Any, tmp_path: Path) -> None
     assert result.get("progset_program_open_fds", program="small") == 3  # stdin, stdout and stderr pipes
     assert result.get("progset_program_open_fds", program="big") >= 6  # type: ignore[operator]
 
-    burnt = sum(result.get("progset_program_cpu_seconds_total", program="burner", mode=m) for m in ("user", "system"))  # type: ignore[misc]
-    assert burnt >= 0.48  # clock-tick rounding of the 0.5 s python measured
-    idle = sum(result.get("progset_program_cpu_seconds_total", program="small", mode=m) for m in ("user", "system"))  # type: ignore[misc]
-    assert idle < 0.1
+    assert tree_cpu(result, "burner") >= 0.48  # clock-tick rounding of the 0.5 s python measured
+    assert tree_cpu(result, "small") < 0.1
     assert result.types["progset_program_cpu_seconds"] == "counter"
     own_rss = result.get("progset_process_resident_memory_bytes")
     assert own_rss is not None and own_rss < 100 * MiB
@@ -174,14 +187,8 @@ def test_process_tree_cpu_memory_fds_threads(start: Any, tmp_path: Path) -> None
     assert sup.stop() == 0
 
 
-def tree_cpu(result: Scrape, name: str) -> float:
-    return sum(result.get("progset_program_cpu_seconds_total", program=name, mode=m) or 0.0 for m in ("user", "system"))
-
-
 def test_cpu_counter_never_drops_when_a_descendant_leaves_or_the_program_restarts(start: Any, tmp_path: Path) -> None:
-    burn = tmp_path / "burn.py"
-    burn.write_text("import os, time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass\n"
-                    "print('burnt', os.getpid(), flush=True)\ntime.sleep(1000)\n")
+    burn = burner(tmp_path, then="print('burnt', os.getpid(), flush=True)\ntime.sleep(1000)\n")
     inner = tmp_path / "inner.sh"
     inner.write_text('"$1" "$2" &\necho "inner $$"\nwait\n')
     # program (sh) -> inner sh -> python, which burns 0.5 s and stays.
