@@ -19,7 +19,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 import kopf
@@ -83,7 +84,9 @@ class Reconciler:
         self.metrics = metrics
         self.emit = emit
         self.clock = clock
+        # One lock per ProgramSet, kept only while a coroutine holds or awaits it (see _exclusive).
         self._locks: dict[Key, asyncio.Lock] = {}
+        self._lock_users: Counter[Key] = Counter()
         # The last ConfigMap rendered from a valid spec: lets a ConfigMap event be judged without an
         # API call, and lets drift be repaired while the current spec is invalid.
         self._desired: dict[Key, Desired] = {}
@@ -93,8 +96,18 @@ class Reconciler:
 
     # --- bookkeeping ---------------------------------------------------------------------------------
 
-    def _lock(self, key: Key) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, key: Key) -> AsyncIterator[None]:
+        """Run the block as the only reconcile of ``key``; the lock is dropped with its last user."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._lock_users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[key] -= 1
+            if not self._lock_users[key]:
+                del self._lock_users[key], self._locks[key]
 
     def _set_valid(self, key: Key, valid: bool) -> None:
         # Every reconcile lands here; the gauge is recounted only when the verdict changed.
@@ -109,10 +122,7 @@ class Reconciler:
         """The ProgramSet is gone: drop its state so its ConfigMap's deletion is not "repaired"."""
         key = (namespace, name)
         self._drop_state(key)
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
-            del self._locks[key]
-        elif lock is not None:
+        if key in self._locks:
             # A reconcile is running, e.g. a drift repair that read the owner just before it was deleted;
             # it would store the state again when it ends (and count a ProgramSet that no longer
             # exists, forever): have it drop the state then.
@@ -135,7 +145,7 @@ class Reconciler:
 
     async def reconcile(self, body: Mapping[str, Any], *, trigger: str = CHANGE) -> str:
         """Bring the ConfigMap and status in line with ``body``; returns the ConfigMap outcome."""
-        async with self._lock(key_of(body)):
+        async with self._exclusive(key_of(body)):
             return await self._reconcile_locked(body, trigger)
 
     async def _reconcile_locked(self, body: Mapping[str, Any], trigger: str) -> str:
@@ -326,7 +336,7 @@ class Reconciler:
             return None  # our own write coming back, or an edit that changed nothing we own
         # Read the owner under its lock and repair under the same lock: a deletion of the owner in
         # between is then seen by forget() as "a reconcile is running" and undone at its end.
-        async with self._lock(key):
+        async with self._exclusive(key):
             try:
                 owner = await self._call(self.client.get, programset_path(key[0], key[1]))
                 owner_meta = (owner or {}).get("metadata") or {}

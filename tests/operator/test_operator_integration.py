@@ -163,6 +163,7 @@ async def test_deletion_leaves_configmap_to_the_garbage_collector(operator, clus
     await asyncio.sleep(0.2)
     assert cluster.configmap("web-programs") is None
     assert [r for r in cluster.writes()[mark:] if r.resource == kmock.resource("v1/configmaps")] == []
+    assert ("default", "web") not in operator.reconciler._locks  # nothing of it stays in the operator either
 
 
 async def test_config_map_name_override_and_rename_deletes_the_old_one(operator, cluster: Cluster) -> None:
