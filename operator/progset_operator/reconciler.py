@@ -44,7 +44,6 @@ from .render import (
 log = logging.getLogger("progset_operator")
 
 Key = tuple[str, str]
-EventFn = Callable[[Mapping[str, Any], str, str, str], None]
 T = TypeVar("T")
 
 CHANGE = "change"  # create/update/resume of the ProgramSet
@@ -78,12 +77,9 @@ def key_of(body: Mapping[str, Any]) -> Key:
 class Reconciler:
     """Renders ProgramSets into ConfigMaps and keeps them there."""
 
-    def __init__(self, client: KubeClient, metrics: Metrics, *, emit: EventFn = post_event,
-                 clock: Callable[[], str] = st.now_text) -> None:
+    def __init__(self, client: KubeClient, metrics: Metrics) -> None:
         self.client = client
         self.metrics = metrics
-        self.emit = emit
-        self.clock = clock
         # One lock per ProgramSet, kept only while a coroutine holds or awaits it (see _exclusive).
         self._locks: dict[Key, asyncio.Lock] = {}
         self._lock_users: Counter[Key] = Counter()
@@ -143,10 +139,10 @@ class Reconciler:
 
     # --- ProgramSet changes ----------------------------------------------------------------------------
 
-    async def reconcile(self, body: Mapping[str, Any], *, trigger: str = CHANGE) -> str:
+    async def reconcile(self, body: Mapping[str, Any]) -> str:
         """Bring the ConfigMap and status in line with ``body``; returns the ConfigMap outcome."""
         async with self._exclusive(key_of(body)):
-            return await self._reconcile_locked(body, trigger)
+            return await self._reconcile_locked(body, CHANGE)
 
     async def _reconcile_locked(self, body: Mapping[str, Any], trigger: str) -> str:
         key = key_of(body)
@@ -233,7 +229,7 @@ class Reconciler:
             log.info("ProgramSet %s/%s: %s ConfigMap %s (%s, %d programs, generation %d)",
                      *key, action, desired.name, desired.hash, desired.programs, generation)
             reason = "ConfigMapRestored" if trigger == DRIFT else f"ConfigMap{result.capitalize()}"
-            self.emit(body, "Normal", reason, f"ConfigMap {desired.name} {action}: {desired.hash}")
+            post_event(body, "Normal", reason, f"ConfigMap {desired.name} {action}: {desired.hash}")
         else:
             log.debug("ProgramSet %s/%s: ConfigMap %s up to date", *key, desired.name)
         return result
@@ -290,12 +286,12 @@ class Reconciler:
         if await self._write_status(body, observed):
             if log_line:
                 log.warning("ProgramSet %s/%s: %s", *key_of(body), log_line)
-            self.emit(body, "Warning", observed.rendered.reason, message)
+            post_event(body, "Warning", observed.rendered.reason, message)
 
     async def _write_status(self, body: Mapping[str, Any], observed: st.Observed) -> bool:
         """Patch ``/status`` with what differs; False (and no request) when it already says this."""
         current = body.get("status") or {}
-        patch = st.status_patch(current, st.desired_status(current, observed, self.clock()))
+        patch = st.status_patch(current, st.desired_status(current, observed, st.now_text()))
         if patch is None:
             return False
         namespace, name = key_of(body)

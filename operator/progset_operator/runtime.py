@@ -79,11 +79,11 @@ def configure(settings: kopf.OperatorSettings, options: Options) -> None:
     settings.process.ultimate_exiting_timeout = 10
 
 
-def build(options: Options, *, metrics: Metrics | None = None) -> Operator:
+def build(options: Options) -> Operator:
     """A ready-to-run operator; reads the cluster configuration now, so a bad kubeconfig fails early."""
     config = load_configuration(options.kubeconfig)
     client = KubeClient(config)
-    metrics = metrics or Metrics()
+    metrics = Metrics()
     reconciler = Reconciler(client, metrics)
     registry = kopf.OperatorRegistry()
     register(registry, reconciler, config)
