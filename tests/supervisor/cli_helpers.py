@@ -40,7 +40,7 @@ class CliSupervisor(Supervisor):
     """A supervisor started with ``-S`` sockets; ``sockets[0]`` is the admin one by default."""
 
     def __init__(self, directory: Path, config_text: str, sockets: Sequence[str] = ("master.sock",),
-                 *args: str, programs: int | None = None, env: dict[str, str] | None = None,
+                 *args: str, programs: int = 0, env: dict[str, str] | None = None,
                  config_name: str = "programs.yaml") -> None:
         config = write_config(directory, config_text, config_name)
         self.directory = directory
@@ -48,9 +48,7 @@ class CliSupervisor(Supervisor):
         self.paths = [spec.split(",", 1)[0] for spec in specs]
         flags = [item for spec in specs for item in ("-S", spec)]
         super().__init__(config, *flags, *args, env=env)
-        self.wait_log(r"Loading success\.")
-        if programs:
-            self.wait_log(r"New program '.*' \(\d+\) forked", count=programs)
+        self.wait_ready(programs)
 
     @property
     def sock(self) -> str:
