@@ -18,6 +18,8 @@ import yaml
 
 from progset_supervisor.config.model import (
     API_VERSION,
+    CONFIG_MAP_NAME_MAX,
+    CONFIG_MAP_NAME_RE,
     ENV_NAME_RE,
     KIND,
     MAX_ARGS,
@@ -45,8 +47,7 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_MAX_PROGRAMS = 128
 CRD_MAX_DEPENDS_ON = 16
 # Kubernetes' own limit for object names (DNS subdomain), which a ConfigMap name must satisfy.
-CONFIG_MAP_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-CONFIG_MAP_NAME_MAX = 253
+CONFIG_MAP_NAME_PATTERN = CONFIG_MAP_NAME_RE.pattern
 # What `parse_umask` accepts as a string and keeps within 0..0777: "022", "0022", "00022", "0o022".
 UMASK_PATTERN = r"^(0{0,2}[0-7]{1,3}|0o0?[0-7]{1,3})$"
 

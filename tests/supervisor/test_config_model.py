@@ -332,3 +332,14 @@ def test_spec_hash_is_sha256_of_the_canonical_json() -> None:
     spec = {"programs": [{"name": "a", "command": ["x", "é"]}], "readyPrograms": ["a"]}
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert spec_hash(spec) == "sha256:" + hashlib.sha256(canonical).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("spec", [
+    {"programs": [{"name": "api\n", "command": ["x"]}]},
+    {"programs": [{"name": "a", "command": ["x"], "env": [{"name": "X\n", "value": "1"}]}]},
+    {"programs": [], "configMapName": "cm\n"},
+])
+def test_a_name_with_a_final_newline_is_refused(spec: dict[str, object]) -> None:
+    """Python's $ matches before a final newline; the CRD's (RE2) does not. The model must agree."""
+    with pytest.raises(ConfigError):
+        config_from_spec(spec)

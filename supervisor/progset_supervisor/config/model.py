@@ -29,6 +29,10 @@ ON_RELOAD_VALUES: tuple[str, ...] = ("restart", "keep", "signal")
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_MAX = 63
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CONFIG_MAP_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+CONFIG_MAP_NAME_MAX = 253
+# The patterns are anchored for the CRD (Kubernetes' RE2, where $ is the end of the text) and used
+# here with fullmatch: Python's $ also matches before a final newline, which let "api\n" through.
 MAX_PROGRAMS = 2000
 MAX_ARGS = 4096
 MAX_SECONDS = 366 * 24 * 3600  # a year: any duration beyond is a typo, and timers must stay representable
@@ -360,7 +364,7 @@ def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | No
     name = raw.get("name")
     if name is None:
         check.fail(path, "missing 'name'")
-    elif not isinstance(name, str) or len(name) > NAME_MAX or not NAME_RE.match(name):
+    elif not isinstance(name, str) or len(name) > NAME_MAX or not NAME_RE.fullmatch(name):
         check.fail((*path, "name"), f"invalid program name {name!r}: use lower-case letters, digits and '-', "
                    f"starting and ending with a letter or digit, at most {NAME_MAX} characters")
 
@@ -397,7 +401,7 @@ def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | No
                 continue
             check.unknown_keys(item, frozenset({"name", "value"}), ipath)
             env_name = item["name"]
-            if not isinstance(env_name, str) or not ENV_NAME_RE.match(env_name):
+            if not isinstance(env_name, str) or not ENV_NAME_RE.fullmatch(env_name):
                 check.fail((*ipath, "name"), f"invalid environment variable name {env_name!r}")
                 continue
             if env_name in seen_env:
@@ -575,8 +579,8 @@ def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str
                     check.fail(("readyPrograms", i), f"readyPrograms names unknown program {name!r}")
             ready_names = tuple(str(n) for n in ready)
     cm_name = spec.get("configMapName")
-    if cm_name is not None and (not isinstance(cm_name, str) or not re.fullmatch(
-            r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", cm_name) or len(cm_name) > 253):
+    if cm_name is not None and (not isinstance(cm_name, str) or not CONFIG_MAP_NAME_RE.fullmatch(cm_name)
+                                or len(cm_name) > CONFIG_MAP_NAME_MAX):
         check.fail(("configMapName",), f"invalid ConfigMap name {cm_name!r}")
         cm_name = None
     if check.problems:
