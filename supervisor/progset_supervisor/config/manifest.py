@@ -154,10 +154,9 @@ def render_document(config: Config, source: Source | None = None) -> str:
     program_lines = ",\n".join(f"      {dumps(program)}" for program in programs)
     spec_items = [f'    "programs": [\n{program_lines}\n    ]' if programs else '    "programs": []']
     spec_items += [f"    {dumps(key)}: {dumps(value)}" for key, value in spec.items()]
-    spec["programs"] = programs
     head = {"apiVersion": API_VERSION, "kind": RENDERED_KIND,
             "metadata": {"namespace": src.namespace, "name": src.name, "generation": src.generation},
-            "hash": spec_hash(spec)}
+            "hash": config.hash}  # the spec's hash, computed once per Config (the operator reads it too)
     items = [f"  {dumps(key)}: {dumps(value)}" for key, value in head.items()]
     items.append('  "spec": {\n' + ",\n".join(spec_items) + "\n  }")
     return "{\n" + ",\n".join(items) + "\n}\n"
