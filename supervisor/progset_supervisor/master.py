@@ -309,13 +309,14 @@ class Master:
     def reload(self, *, hard: bool = False, origin: str = "", done: ReloadDone | None = None) -> bool:
         """Load the config again and apply the plan; ``done(success, log_lines)`` when finished.
 
-        Returns False (and calls nothing) if a reload is already running and ``done`` was given: the
-        Master CLI answers that itself. Signals and file changes during a reload are queued once.
+        Returns False (and calls nothing) only if a reload is already running and ``done`` was given:
+        the Master CLI answers that itself. Otherwise ``done`` is called, now or when the reload has
+        finished. Signals and file changes during a reload are queued once.
         """
         if self.shutting_down:
             if done is not None:
                 done(False, ["Master is stopping; reload refused."])
-            return False
+            return True
         if self.reload_run is not None:
             if done is not None:
                 return False
@@ -416,11 +417,11 @@ class Master:
             supervised.stop(started, manual=True)
 
     def signal_program(self, name: str, signal_name: str) -> str:
-        supervised = self.get(name)
-        try:
+        try:  # before the program: ``signal nosuch SIGBOGUS`` names the signal, as HAProxy's CLI does
             signum = parse_signal(signal_name)
         except ValueError as exc:
             raise CommandError(str(exc)[:1].upper() + str(exc)[1:] + ".") from None
+        supervised = self.get(name)
         if supervised.pid is None:
             raise CommandError(f"Program '{name}' is not running ({supervised.state.value}).")
         pid = supervised.pid

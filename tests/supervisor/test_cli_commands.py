@@ -284,6 +284,7 @@ def test_program_control_errors(sup: CliSupervisor) -> None:
     assert sup.text("signal alpha") == "Usage: signal <name> <signal>\n\n"
     out = sup.text("signal alpha SIGBOGUS")
     assert out.startswith("Unknown signal 'SIGBOGUS'") and out.endswith("\n\n") and out.count("\n") == 2
+    assert sup.text("signal nosuch SIGBOGUS").startswith("Unknown signal 'SIGBOGUS'")  # the signal is checked first
     pid = program_pid(sup, "alpha")
     assert sup.text("start alpha") == f"Program 'alpha' is already running (pid {pid}).\n\n"
     assert sup.text("signal alpha WINCH") == f"Sent SIGWINCH to program 'alpha' ({pid}).\n\n"

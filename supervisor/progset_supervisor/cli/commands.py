@@ -189,13 +189,6 @@ def _restart(ctx: Context, args: list[str]) -> Reply | None:
 def _signal(ctx: Context, args: list[str]) -> Reply | None:
     if len(args) < 3:
         return Reply.error("Usage: signal <name> <signal>\n")
-    from ..config import parse_signal
-
-    try:
-        parse_signal(args[2])  # checked here so the message keeps the user's spelling and case
-    except ValueError as exc:
-        text = str(exc)
-        return Reply.error(text[:1].upper() + text[1:] + ".\n")
     return _guard(lambda: Reply.info(ctx.master.signal_program(args[1], args[2])))
 
 
@@ -209,14 +202,10 @@ def reload_answer(success: bool, lines: list[str]) -> Reply:
 
 def _reload(hard: bool) -> Handler:
     def run(ctx: Context, args: list[str]) -> Reply | None:
-        answered = False
-
         def done(success: bool, lines: list[str]) -> None:
-            nonlocal answered
-            answered = True
             ctx.finish(reload_answer(success, lines))  # also when called at once: the session keeps it
 
-        if ctx.master.reload(hard=hard, origin="master CLI", done=done) or answered:
+        if ctx.master.reload(hard=hard, origin="master CLI", done=done):
             return None
         return reload_answer(False, ["Another reload is still in progress."])
     return run
