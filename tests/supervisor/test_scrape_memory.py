@@ -23,11 +23,11 @@ import pytest
 
 from progset_supervisor.cli.server import start_cli
 from progset_supervisor.config import load_path
-from progset_supervisor.http import HttpServer
-from progset_supervisor.log import Logger
-from progset_supervisor.loop import Loop
-from progset_supervisor.master import Master, Options
-from progset_supervisor.output import OutputSink
+from progset_supervisor.core.master import Master, Options
+from progset_supervisor.http.server import HttpServer
+from progset_supervisor.runtime.log import Logger
+from progset_supervisor.runtime.loop import Loop
+from progset_supervisor.runtime.output import OutputSink
 
 from .cli_helpers import exchange, socket_dir
 from .helpers import http_get, program, programs_config, write_config
