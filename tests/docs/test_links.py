@@ -77,7 +77,7 @@ def test_chart_notes_name_only_what_the_chart_carries() -> None:
     for line in text.splitlines():
         if "| kubectl apply -f -" in line:
             manifest = json.loads(line.split("echo '", 1)[1].split("' |", 1)[0])
-            config = load_text(json.dumps(manifest), "NOTES.txt")
+            config = load_text(json.dumps(manifest), "NOTES.json")
             assert [p.name for p in config.programs] == ["hello"]
             break
     else:
