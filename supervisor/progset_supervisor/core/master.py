@@ -140,6 +140,11 @@ class Master(Processes):
     def reap(self) -> None:
         self.reaper.reap()
 
+    def watch_exit(self, pid: int, callback: Callable[[int], None]) -> None:
+        """A child that is not a program's process (an exec check): ``callback(wait status)`` when it
+        is reaped. Registered children are never taken for a program's leftovers."""
+        self.reaper.watch(pid, callback)
+
     def start(self, config: Config) -> None:
         """First load: start every program in dependency order."""
         self.log.notice(f"progset-supervisor {self.version} starting with {len(config.programs)} programs "
