@@ -6,7 +6,9 @@ plus each process's ``stat``), so a scrape costs O(programs + processes); psutil
 ``Process.children(recursive=True)`` per program would scan the whole process table once per program.
 
 The text is written by :mod:`.exposition`, not by ``prometheus_client`` (why: see there). Every
-per-program value comes from :func:`program_facts`, the one place that reads a program's state.
+value about the programs and the supervisor comes from the read model's snapshot
+(:func:`..core.status.snapshot`), the same values ``show proc``, ``show programs`` and ``/status`` show;
+only the process trees are read here.
 Metric names and meanings are documented in the README's metrics section; keep the two in step.
 """
 
@@ -14,10 +16,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ..core.program import State
+from ..core.status import ProgramStatus, SupervisorStatus, snapshot
 from .exposition import CONTENT_TYPE, Family, label_value, labels, number
 
 if TYPE_CHECKING:
@@ -142,31 +144,6 @@ class CpuCounter:
         return self.base[0] + user, self.base[1] + system
 
 
-class ProgramFacts(NamedTuple):
-    """What a scrape shows of one program."""
-
-    name: str
-    state: State
-    pid: int | None  # of the current process, None while none runs
-    started: float | None  # Unix time the current process started, None while none runs
-    backoff_seconds: float
-    restarts: int
-    exits: list[tuple[tuple[str, int], int]]  # ((reason, code), count), sorted
-    last_exit_code: int | None
-
-
-def program_facts(master: Master) -> Iterator[ProgramFacts]:
-    """Each program's facts, in configuration order: the only place a scrape reads a program."""
-    for supervised in master.programs.values():
-        instance = supervised.instance
-        alive = instance is not None and instance.alive
-        last = supervised.last_exit
-        yield ProgramFacts(
-            supervised.name, supervised.state, instance.pid if alive else None,  # type: ignore[union-attr]
-            instance.started_wall if alive else None, supervised.backoff_remaining(),  # type: ignore[union-attr]
-            supervised.restarts, sorted(supervised.exits.items()), None if last is None else last.code)
-
-
 def _family(suffix: str, kind: str, help_text: str) -> Family:
     return Family(f"{PREFIX}_{suffix}" + ("_total" if kind == "counter" else ""), kind, help_text)
 
@@ -239,15 +216,16 @@ class Exporter:
         adds (exemplars, ``_created``, units), and Prometheus accepts the text format as well.
         """
         out: list[str] = []
-        facts = list(program_facts(self.master))
+        status = snapshot(self.master)
+        facts = status.programs
         self._programs(out, facts)
         self._process_trees(out, facts)
-        self._supervisor(out)
+        self._supervisor(out, status)
         self._own_process(out)
         return "".join(out).encode(), CONTENT_TYPE
 
     @staticmethod
-    def _programs(out: list[str], facts: list[ProgramFacts]) -> None:
+    def _programs(out: list[str], facts: tuple[ProgramStatus, ...]) -> None:
         rows = [(f, f'{{program="{label_value(f.name)}"}} ') for f in facts]  # with each program's label set
         out.append(HEADERS[UP])
         out.extend(f"{UP.name}{label}{ONE if f.state is State.RUNNING else ZERO}\n" for f, label in rows)
@@ -265,13 +243,13 @@ class Exporter:
         out.extend(f"{RESTARTS.name}{label}{number(f.restarts)}\n" for f, label in rows)
         out.append(HEADERS[EXITS])
         for f in facts:
-            for (reason, code), count in f.exits:
+            for (reason, code), count in sorted(f.exits.items()):
                 out.append(f"{EXITS.name}{labels(program=f.name, reason=reason, code=str(code))} {number(count)}\n")
         out.append(HEADERS[LAST_EXIT])
-        out.extend(f"{LAST_EXIT.name}{label}{number(f.last_exit_code)}\n"
-                   for f, label in rows if f.last_exit_code is not None)
+        out.extend(f"{LAST_EXIT.name}{label}{number(f.last_exit.code)}\n"
+                   for f, label in rows if f.last_exit is not None)
 
-    def _process_trees(self, out: list[str], facts: list[ProgramFacts]) -> None:
+    def _process_trees(self, out: list[str], facts: tuple[ProgramStatus, ...]) -> None:
         roots = {f.name: f.pid for f in facts if f.pid is not None}
         usage = process_tree_usage(roots, self.proc)
         self._cpu = {f.name: self._cpu.get(f.name) or CpuCounter() for f in facts}  # forget removed programs
@@ -287,17 +265,16 @@ class Exporter:
             out.append(HEADERS[family])
             out.extend(f"{family.name}{program[name]}{number(getattr(tree, field))}\n" for name, tree in usage.items())
 
-    def _supervisor(self, out: list[str]) -> None:
-        master = self.master
+    @staticmethod
+    def _supervisor(out: list[str], status: SupervisorStatus) -> None:
         out.append(HEADERS[RELOADS])
         for result in ("success", "failure"):
-            out.append(f'{RELOADS.name}{{result="{result}"}} {number(master.reload_results[result])}\n')
-        config = master.config
-        if config is not None:
+            out.append(f'{RELOADS.name}{{result="{result}"}} {number(status.reload_results.get(result, 0))}\n')
+        if status.config_hash is not None:
             out.append(HEADERS[CONFIG_INFO])
-            source = str(config.source) or config.origin
-            out.append(f"{CONFIG_INFO.name}{labels(source=source, hash=config.hash)} {ONE}\n")  # hash cached
-        last = master.last_reload_time if master.last_reload_time is not None else master.started_wall
+            source = status.config_source or status.config_origin
+            out.append(f"{CONFIG_INFO.name}{labels(source=source, hash=status.config_hash)} {ONE}\n")
+        last = status.last_reload if status.last_reload is not None else status.started
         out.append(f"{HEADERS[LAST_RELOAD]}{LAST_RELOAD.name} {number(last)}\n")
 
     def _own_process(self, out: list[str]) -> None:
