@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from progset_supervisor.config import ConfigError, load_path, load_text
 from progset_supervisor.config.haproxy import load_haproxy_text, parse_time
 from progset_supervisor.config.haproxy_cond import ConditionError, eval_condition
-from progset_supervisor.config.haproxy_version import HAProxyTarget, split_version
 from progset_supervisor.config.haproxy_tokens import MAX_WORDS, TokenError, quote_word, split_line, tokenize
+from progset_supervisor.config.haproxy_version import HAProxyTarget, split_version
 
 
 def errors(text: str, environ: dict[str, str] | None = None, filename: str = "h.cfg") -> list[str]:
@@ -471,11 +471,12 @@ def test_notice_warning_and_diag_are_accepted():
      "restart, on-reload, reload-signal, stop-signal, stop-timeout, backoff-initial, backoff-max, backoff-reset, "
      "env, directory, umask, critical, depends-on, depends-on-condition, notify, notify-access, watchdog, "
      "readiness-|liveness-|startup- http|tcp|exec|options"),
-    ("program a\n user x\n", "h.cfg:1: program section 'a' lacks a command to launch; add a 'command <argv...>' line"),
+    ("program a\n user root\n",
+     "h.cfg:1: program section 'a' lacks a command to launch; add a 'command <argv...>' line"),
     ("program a\n command x\n command y\n",
      "h.cfg:3: 'command' is already set for program 'a' at h.cfg:2; a program has one command (HAProxy silently "
      "kept the last one)"),
-    ("program a\n command x\n user u\n user v\n", "h.cfg:4: 'user' is already set for program 'a' at h.cfg:3"),
+    ("program a\n command x\n user root\n user nobody\n", "h.cfg:4: 'user' is already set for program 'a' at h.cfg:3"),
     ("program a\n command x\n group 1\n group 1\n", "h.cfg:4: 'group' is already set for program 'a' at h.cfg:3"),
     ("program a\n command x\n restart always\n restart never\n",
      "h.cfg:4: 'restart' is already set for program 'a' at h.cfg:3"),
@@ -557,7 +558,7 @@ program a
 program a
     command y
 program b
-    user x
+    user root
 .if
 """
     assert errors(text, filename="all.cfg") == [
@@ -573,7 +574,7 @@ program b
 
 
 def test_section_with_several_problems_reports_each():
-    assert errors("program 'a b'\n user x\n") == [
+    assert errors("program 'a b'\n user root\n") == [
         "h.cfg:1: program section 'a b' lacks a command to launch; add a 'command <argv...>' line",
         "h.cfg:1: invalid program name 'a b': a name is one word of printable characters",
     ]
@@ -592,3 +593,67 @@ def test_skipped_sections_accept_binary_and_unset_words():
     text = 'backend be\n  http-request set-var(txn.x) str("\\xff")\n  server s "${UNSET}" check\n' \
            'program p\n  command x\n'
     assert [p.name for p in load_haproxy_text(text, "h.cfg", {}).programs] == ["p"]
+
+
+def test_user_and_group_names_must_exist_as_in_haproxy():
+    assert errors("program a\n command x\n user no-such-user-here\n group no-such-group-here\n") == [
+        "h.cfg:3: cannot find user id for 'no-such-user-here'; use a numeric id for a user that has no entry in "
+        "this system's files",
+        "h.cfg:4: cannot find group id for 'no-such-group-here'; use a numeric id for a group that has no entry in "
+        "this system's files",
+    ]
+    assert only_program("program a\n command x\n user 4242\n group 4343\n").user == "4242"
+
+
+def test_conditions_answer_as_the_chosen_haproxy_version():
+    text = (".if version_atleast(3.1)\nprogram new\n command x\n.else\nprogram old\n command x\n.endif\n"
+            ".if strstr(abc,b)\nprogram strstr\n command x\n.endif\n")
+    assert [p.name for p in load_haproxy_text(text, "h.cfg", {}).programs] == ["new", "strstr"]
+    assert [p.name for p in load_haproxy_text(text.split(".if strstr")[0], "h.cfg", {},
+                                              target=HAProxyTarget("2.6")).programs] == ["old"]
+    with pytest.raises(ConfigError, match="unparsable conditional expression 'strstr"):
+        load_haproxy_text(text, "h.cfg", {}, target=HAProxyTarget("2.6"))
+
+
+@pytest.mark.parametrize(("version", "parsed"), [
+    ("1.2.1-pre2", (1, 2, 1, 0, 2, 2, 0)), ("1.2.1", (1, 2, 1, 0, 3, 0, 0)), ("1.2.10.1", (1, 2, 10, 1, 3, 0, 0)),
+    ("1.3.16-rc1", (1, 3, 16, 0, 2, 1, 0)), ("1.4-dev3", (1, 4, 0, 0, 1, 3, 0)),
+    ("1.5-dev18-43", (1, 5, 0, 0, 1, 18, 43)),
+    ("2.4-dev18-f6818d-20", (2, 4, 0, 0, 1, 18, 20)), ("3.2", (3, 2, 0, 0, 3, 0, 0)), ("abc", None), ("", None),
+])
+def test_split_version_as_haproxy_documents_it(version, parsed):
+    assert split_version(version) == parsed
+
+
+def test_global_environment_keywords_apply_in_order():
+    text = ("global\n\tsetenv A 1\n\tpresetenv A 2\n\tpresetenv B 3\n\tsetenv C \"${A}${B}\"\n\tunsetenv B\n"
+            "program p\n\tcommand echo \"${A}\" \"${C}\" \"${B-unset}\"\n")
+    config = load_haproxy_text(text, "h.cfg", {"KEEP": "k", "DROP": "d"})
+    assert config.programs[0].command == ("echo", "1", "13", "unset")
+    from progset_supervisor.config.environment import apply_env_ops
+
+    assert apply_env_ops({"KEEP": "k", "DROP": "d"}, config.env_ops) == {"KEEP": "k", "DROP": "d", "A": "1", "C": "13"}
+    assert apply_env_ops({"KEEP": "k", "DROP": "d"}, [("resetenv", "KEEP")]) == {"KEEP": "k"}
+    reset = load_haproxy_text("global\n\tresetenv KEEP\nprogram p\n\tcommand echo \"${DROP-gone}\"\n", "h.cfg",
+                              {"KEEP": "k", "DROP": "d"})
+    assert reset.programs[0].command == ("echo", "gone")
+
+
+def test_messages_are_kept_with_haproxy_wording():
+    text = '.notice "n $.LINE"\n.warning "w"\n.diag "d"\n.if 0\n.alert "skipped"\n.endif\nprogram p\n command x\n'
+    config = load_haproxy_text(text, "h.cfg", {}, target=HAProxyTarget("2.6"))
+    assert [tuple(m) for m in config.messages] == [
+        ("NOTICE", "parsing [h.cfg:1]: 'n 1'."), ("WARNING", "parsing [h.cfg:2]: 'w'."),
+        ("DIAG", "parsing [h.cfg:3]: 'd'.")]
+    deprecated = load_haproxy_text("program p\n command x\n", "h.cfg", {})  # 3.2 wants expose-deprecated-directives
+    assert [m.level for m in deprecated.messages] == ["WARNING"]
+    assert not load_haproxy_text("global\n expose-deprecated-directives\nprogram p\n command x\n", "h.cfg",
+                                 {}).messages
+
+
+def test_program_names_as_haproxy_accepts_them():
+    config = load_haproxy_text("program spoe_agent\n command x\nprogram Mirror.V2\n command y\n", "h.cfg", {})
+    assert [p.name for p in config.programs] == ["spoe_agent", "Mirror.V2"]
+    from progset_supervisor.config.model import kubernetes_name
+
+    assert [kubernetes_name(p.name) for p in config.programs] == ["spoe-agent", "mirror-v2"]

@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 
 from .errors import ConfigError, Problem
 from .haproxy_cond import ConditionError, eval_condition
-from .haproxy_version import DEFAULT_ENABLED, DISABLING_KEYWORDS, HAProxyTarget
 from .haproxy_tokens import TokenError, Tokens, tokenize
+from .haproxy_version import DEFAULT_ENABLED, DISABLING_KEYWORDS, HAProxyTarget
 from .model import Config, Path, _closest, config_from_spec
 from .probes import LEVELS
 
@@ -133,7 +133,7 @@ class Message(NamedTuple):
     """A ``.notice``/``.warning``/``.diag`` line, or a warning of the loader, to print once loaded."""
 
     level: str  # NOTICE, WARNING, DIAG
-    text: str  # HAProxy's wording: "parsing [file:line] : 'text'."
+    text: str  # HAProxy's wording: "parsing [file:line]: 'text'."
 
 
 class _Reader:
@@ -178,7 +178,7 @@ class _Reader:
             self.flagged.add((file, line))
 
     def say(self, level: str, line: int, text: str) -> None:
-        self.messages.append(Message(level, f"parsing [{self.where(line)}] : {text}"))
+        self.messages.append(Message(level, f"parsing [{self.where(line)}]: {text}"))
 
     # -- lines and directives -------------------------------------------------------------------
 
@@ -302,8 +302,9 @@ class _Reader:
     def env_keyword(self, number: int, keyword: str, args: list[str]) -> None:
         """HAProxy's ``cfg_parse_global_env_opts``: applied now, so later lines see the change."""
         if keyword in ("setenv", "presetenv"):
-            if len(args) > 2:
-                self.fail(number, f"'{keyword}' cannot handle unexpected argument '{args[2]}'.")
+            allowed = 2 if self.target.at_least("3.1") else 3  # up to 3.0, a third word was silently ignored
+            if len(args) > allowed:
+                self.fail(number, f"'{keyword}' cannot handle unexpected argument '{args[allowed]}'.")
                 return
             if not args or not args[0]:
                 self.fail(number, f"'{keyword}' expects environment variable name.")
@@ -482,6 +483,23 @@ def _set_field(program: _Program, spec: _Keyword, args: list[str], line: int, ne
     program.lines[(spec.field,)] = line
 
 
+def _set_identity(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    """``user``/``group``: a name must exist now, as HAProxy resolves it while reading the file (a numeric
+    id need not: it is progset's addition for users that exist only as numbers, e.g. OpenShift's)."""
+    name = args[0]
+    if not name.isdigit():
+        import grp
+        import pwd
+
+        try:
+            pwd.getpwnam(name) if spec.field == "user" else grp.getgrnam(name)
+        except KeyError:
+            kind = "user" if spec.field == "user" else "group"
+            raise ValueError(f"cannot find {kind} id for '{name}'; use a numeric id for a {kind} that has no entry "
+                             "in this system's files") from None
+    _set_field(program, spec, args, line, negated)
+
+
 def _set_command(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
     program.spec["command"] = list(args)
     program.lines[("command",)] = line
@@ -599,7 +617,8 @@ def _set_probe_options(program: _Program, spec: _Keyword, args: list[str], line:
 
 _Handler = Callable[[_Program, _Keyword, list[str], int, bool], None]
 _HANDLERS: dict[str, _Handler] = {
-    "command": _set_command, "option": _set_option, "stop-timeout": _set_time, "backoff-initial": _set_time,
+    "command": _set_command, "user": _set_identity, "group": _set_identity, "option": _set_option,
+    "stop-timeout": _set_time, "backoff-initial": _set_time,
     "backoff-max": _set_time, "backoff-reset": _set_time, "env": _add_env, "critical": _set_critical,
     "depends-on": _add_depends, "notify": _set_notify, "watchdog": _set_time, "depends-on-condition": _add_condition,
     **{f"{level}-{kind}": _set_probe for level in LEVELS for kind in ("http", "tcp", "exec")},

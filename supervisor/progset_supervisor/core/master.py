@@ -40,6 +40,7 @@ class Options(NamedTuple):
     debounce_seconds: float = 0.2
     watch: bool = True
     seed: int | None = None
+    loader: Callable[[], Config] | None = None  # how a reload reads the config (default: load_path(config_path))
 
 
 class ReloadRun:
@@ -328,7 +329,7 @@ class Master:
         self.reloads += 1
         self.last_reload_time = time.time()
         try:
-            config = load_path(self.options.config_path)
+            config = self.options.loader() if self.options.loader is not None else load_path(self.options.config_path)
         except ConfigError as exc:
             for problem in exc.problems:
                 self.log.alert(str(problem))
