@@ -277,3 +277,13 @@ def test_inject_cli_names_the_document_it_refuses(tmp_path: Path) -> None:
     missing = run_inject("-f", str(tmp_path / "nope.yaml"))
     assert (missing.returncode, missing.stderr) == (1, f"progset-operator inject: {tmp_path / 'nope.yaml'}: "
                                                        "No such file or directory\n")
+
+
+def test_the_readme_shows_the_real_inject_output() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("\n## Wire a pod in one line\n"):]
+    command = "$ progset-operator inject -f examples/inject-deployment.yaml\n"
+    shown = section[section.index(command) + len(command):section.index("```", section.index(command))]
+    result = run_inject("-f", "examples/inject-deployment.yaml")
+    assert result.returncode == 0
+    assert shown == result.stderr + result.stdout
