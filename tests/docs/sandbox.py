@@ -62,9 +62,10 @@ def wait_for(predicate: Any, what: str, timeout: float = DEADLINE) -> None:
 def sh(text: str, cwd: Path, env: dict[str, str], typed: list[list[str]] | None = None) -> dict[str, Any]:
     """``bash -c text``; with ``typed``, on a terminal: each ``[after, line]`` typed once ``after`` shows."""
     if typed is None:
-        proc = subprocess.run(["bash", "-c", text], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=DEADLINE, stdin=subprocess.DEVNULL)
-        return {"text": text, "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+        # one pipe for both streams: the order they were written in is the order a terminal shows
+        proc = subprocess.run(["bash", "-c", text], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL)
+        return {"text": text, "rc": proc.returncode, "stdout": proc.stdout, "stderr": ""}
     pid, fd = pty.fork()
     if pid == 0:
         os.chdir(cwd)
@@ -361,7 +362,12 @@ async def _kubectl_until(check: str, env: dict[str, str]) -> None:
         await asyncio.sleep(0.2)
 
 
-SCENARIOS = {"pod": pod, "quickstart": quickstart, "kube": lambda commands: asyncio.run(_kube(commands))}
+def repo(commands: list[dict[str, Any]]) -> list[dict]:
+    """Commands that need nothing running: in the repository, with this venv's commands on PATH."""
+    return run_commands(commands, PROJECT, base_env(), None)
+
+
+SCENARIOS = {"repo": repo, "pod": pod, "quickstart": quickstart, "kube": lambda commands: asyncio.run(_kube(commands))}
 
 
 def main() -> None:

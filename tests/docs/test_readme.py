@@ -40,6 +40,9 @@ IMAGES = "building and pushing images needs a registry and Docker; tests/contain
 CLUSTER = "changes a real cluster; the emulator has no CRD lifecycle to show"
 APPLY = ("kubectl apply first downloads the API server's OpenAPI documents, which kmock's emulator does not serve: "
          "the sandbox creates the same objects with a POST through the kubernetes client instead")
+WEBHOOK = ("the injection webhook acts inside a real API server's admission chain, which kmock's emulator does not "
+           "have; tests/operator/test_injection_webhook.py calls the webhook itself, and `progset-operator inject` "
+           "below (run here) goes through the same code")
 PROMPT = [["", "prompt"], ["> ", "show cli level"], ["> ", "prompt timed"], ["> ", "quit"]]
 MASTER = "/var/run/progset/master.sock"
 
@@ -94,6 +97,13 @@ COMMANDS: dict[str, Run | NotRun] = {
         NotRun("needs a cluster that runs the operator's Deployment (the emulator runs no pods)"),
     "kubectl get crd programsets.progset.io": Run("kube", "ok"),
     "kubectl get programsets            # PROGRAMS, RENDERED, HASH": Run("kube", "hello"),
+    # The injection webhook.
+    "kubectl label namespace default progset.io/injection=enabled   # opt a namespace in, once": NotRun(WEBHOOK),
+    "kubectl apply -f examples/programset-hello.yaml                  # the programs": NotRun(WEBHOOK),
+    "kubectl apply -f examples/inject-deployment.yaml                 # pod template labelled progset.io/programset: "
+    "hello": NotRun(WEBHOOK),
+    "kubectl label namespace default progset.io/injection=enabled": NotRun(WEBHOOK),
+    "progset-operator inject -f examples/inject-deployment.yaml": Run("repo"),
     # Images, Helm, upgrades: need a registry or a cluster.
     "REGISTRY=registry.example/progset   # your registry": NotRun(IMAGES),
     "VERSION=0.1.0": NotRun(IMAGES),
@@ -217,6 +227,11 @@ def test_quick_start_as_written() -> None:
             assert result["rc"] is None, f"make run ended early:\n{result['stdout']}"
             continue
         check(command, kind, result)
+
+
+def test_commands_that_need_nothing_running() -> None:
+    need_sandbox()
+    check_all("repo")
 
 
 def test_operator_commands_against_the_emulator() -> None:
