@@ -32,6 +32,25 @@ def become_subreaper() -> bool:
         return False
 
 
+def start_guardian(master: Master) -> None:
+    """Outside PID 1, a guardian process kills the programs' trees if this process is SIGKILLed."""
+    from .runtime.guardian import Guardian
+
+    def lost(status: int) -> None:
+        master.guardian = None
+        master.log.warning(f"The guardian process ended (wait status {status}): programs started from now on "
+                           "die with the supervisor through setpriv's parent-death signal only")
+    try:
+        guardian = Guardian(master.loop, master.watch_exit, lost)
+    except OSError as exc:
+        master.log.warning(f"Cannot start the guardian process ({exc}); programs die with the supervisor "
+                           "through setpriv's parent-death signal only")
+        return
+    master.guardian = guardian
+    master.reaper.on_adopt = guardian.adopt
+    master.on_exit_hooks.append(guardian.release)
+
+
 def raise_fd_limit() -> None:
     """Two pipes per program: lift the soft fd limit to the hard one for large configs."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -65,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["HAPROXY_MWORKER"] = "1"  # programs inherit the supervisor's environment, as under HAProxy
     master = Master(options, loop, log, OutputSink(args.log_format), base_env=os.environ)
     master.install_signals()
+    if not is_pid1:
+        start_guardian(master)
     services = []
     try:
         if args.sockets:
