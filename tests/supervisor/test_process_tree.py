@@ -139,7 +139,8 @@ def test_stop_of_a_dependency_stops_its_dependents_first_and_start_brings_them_b
         with CliSupervisor(tmp_path, config, (str(sockets / "m.sock"),), "--no-watch", programs=2) as sup:
             sup.out.wait_for(r"^api \| ready$")
             answer = sup.text("stop db")
-            assert answer.startswith("Program 'db' (") and "stopped (and its dependents api, until it runs again)." in answer
+            assert answer.startswith("Program 'db' (")
+            assert "stopped (and its dependents api, until it runs again)." in answer
             assert exit_order(sup, "Current") == ["api", "db"]
             assert "STARTING" in sup.text("show programs").split("\napi")[1].split("\n")[0]
             assert "started" in sup.text("start db")
