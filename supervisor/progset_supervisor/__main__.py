@@ -10,10 +10,11 @@ import gc
 import os
 import resource
 import sys
+from typing import Any
 
 from . import _early  # noqa: F401  (_early first: it guards start-up against reload signals)
 from .cmdline import parse_args
-from .config import ConfigError, load_path
+from .config import Config, ConfigError, load_path
 from .core.master import Master, Options
 from .core.watch import ConfigWatcher, WatchError
 from .runtime.libc import libc
@@ -30,6 +31,22 @@ def become_subreaper() -> bool:
         return libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except OSError:
         return False
+
+
+def check_only(config: Config, args: Any, log: Logger) -> int:
+    """``-c``: the config is valid; warn about what cannot start here (fail with ``--strict``)."""
+    from .core.spawn import preflight_problems
+
+    env = {**os.environ, "HAPROXY_MWORKER": "1"}
+    problems = [(p.name, reason) for p in config.programs for reason in preflight_problems(p, env)]
+    for name, reason in problems:
+        log.warning(f"Program '{name}' cannot start on this machine: {reason}")
+    if problems and args.strict:
+        log.alert(f"{len({name for name, _ in problems})} program(s) cannot start on this machine (--strict).")
+        return 1
+    print(f"Configuration file is valid ({len(config.programs)} programs, {config.hash})"
+          + (f"; {len({name for name, _ in problems})} cannot start on this machine" if problems else ""))
+    return 0
 
 
 def start_guardian(master: Master) -> None:
@@ -72,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         log.alert(f"Fatal errors found in configuration {args.config}.")
         return 1
     if args.check:
-        print(f"Configuration file is valid ({len(config.programs)} programs, {config.hash})")
-        return 0
+        return check_only(config, args, log)
     raise_fd_limit()
     is_pid1 = os.getpid() == 1
     if not is_pid1:

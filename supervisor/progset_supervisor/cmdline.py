@@ -53,6 +53,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--cli-timeout",), "cli_timeout", "idle timeout of Master CLI connections (default %(default)s)",
            kind=float, default=60.0, metavar="SECONDS"),
     Option(("-c",), "check", "check the config and exit (as haproxy -c)", kind=None, default=False),
+    Option(("--strict",), "strict", "with -c: also fail when a program cannot start on this machine (missing "
+           "executable, user, group or working directory), which -c otherwise only warns about",
+           kind=None, default=False),
 )
 _BY_FLAG = {flag: option for option in OPTIONS for flag in option.flags}
 

@@ -581,7 +581,10 @@ def _health_from_spec(raw: Mapping[str, Any], path: Path, check: _Checker, depen
 
 
 def _check_graph(programs: Sequence[Program], paths: Mapping[str, Path], check: _Checker) -> None:
-    names = {p.name for p in programs}
+    """Unknown ``dependsOn`` names and cycles, reported together with every other problem (one ``-c``
+    run shows them all). ``paths`` names every entry, also those with errors of their own, so a
+    dependency on a program that has a typo elsewhere is not reported as unknown."""
+    names = set(paths)
     for p in programs:
         for i, dep in enumerate(p.depends_on):
             if dep == p.name:
@@ -590,13 +593,12 @@ def _check_graph(programs: Sequence[Program], paths: Mapping[str, Path], check: 
                 hint = _closest(dep, sorted(names))
                 extra = f"; did you mean '{hint}'?" if hint else ""
                 check.fail((*paths[p.name], "dependsOn", i), f"'{p.name}' depends on unknown program '{dep}'{extra}")
-    if check.problems:
-        return
-    ordered = topological_order(programs)
-    if len(ordered) != len(programs):
+    acyclic = [p._replace(depends_on=tuple(d for d in p.depends_on if d != p.name)) for p in programs]
+    ordered = topological_order(acyclic)
+    if len(ordered) != len(acyclic):
         placed = {p.name for p in ordered}
-        stuck = [p.name for p in programs if p.name not in placed]
-        cycle = _find_cycle({p.name: p.depends_on for p in programs if p.name in stuck})
+        stuck = {p.name: p.depends_on for p in acyclic if p.name not in placed}
+        cycle = _find_cycle(stuck)
         check.fail((*paths[cycle[0]], "dependsOn"), "dependsOn cycle: " + " -> ".join([*cycle, cycle[0]]))
 
 
@@ -648,7 +650,7 @@ def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str
             paths[name] = ("programs", i)
         if program is not None:
             programs.append(program)
-    if not check.problems and check_references:
+    if check_references:
         _check_graph(programs, paths, check)
 
     ready = spec.get("readyPrograms")

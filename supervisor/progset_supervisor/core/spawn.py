@@ -201,11 +201,21 @@ def preflight(program: Program, base_env: Mapping[str, str]) -> str | None:
     """Why ``program`` cannot start on this machine (user, group, working directory, executable), or
     None. Checked before a reload stops a working process for a new definition: the old process
     stays when the new one could not start."""
+    problems = preflight_problems(program, base_env)
+    return "; ".join(problems) if problems else None
+
+
+def preflight_problems(program: Program, base_env: Mapping[str, str]) -> list[str]:
+    """Every reason ``program`` cannot start here, each checked on its own (``-c`` lists them all)."""
+    problems = []
     try:
         resolve_identity(program)
-        if program.working_dir is not None and not os.path.isdir(program.working_dir):
-            return f"working directory {program.working_dir} does not exist"
+    except SpawnError as exc:
+        problems.append(str(exc))
+    if program.working_dir is not None and not os.path.isdir(program.working_dir):
+        problems.append(f"working directory {program.working_dir} does not exist")
+    try:
         resolve_executable(program, build_env(program, base_env) if program.env else base_env)
     except SpawnError as exc:
-        return str(exc)
-    return None
+        problems.append(str(exc))
+    return problems
