@@ -20,6 +20,7 @@ from ..config import Config, ConfigError, Program, load_path, parse_signal
 from ..runtime.log import Logger
 from ..runtime.loop import Loop
 from ..runtime.output import OutputSink
+from .health import Health
 from .plan import Action, plan
 from .program import ExitStatus, Instance, State, Supervised
 
@@ -92,6 +93,9 @@ class Master:
         self._stop_requested: set[str] = set()
         self._old_alive: dict[Supervised, list[Instance]] = {}
         self._released: set[str] = set()
+        # Children that are not programs (exec checks): pid -> called with the wait status when reaped.
+        self.exit_watchers: dict[int, Callable[[int], None]] = {}
+        self.health = Health(self, pdeathsig=options.pdeathsig)
 
     @property
     def rng(self) -> random.Random:
@@ -130,6 +134,10 @@ class Master:
     def track(self, instance: Instance) -> None:
         self.by_pid[instance.pid] = instance
 
+    def watch_exit(self, pid: int, callback: Callable[[int], None]) -> None:
+        """The reaper hook for children that are not programs (exec checks): ``callback(status)`` once reaped."""
+        self.exit_watchers[pid] = callback
+
     def reap(self) -> None:
         """``waitpid(-1, WNOHANG)`` until nothing is left: the only place children are waited for."""
         while True:
@@ -141,9 +149,14 @@ class Master:
                 return
             instance = self.by_pid.pop(pid, None)
             if instance is None:
+                watcher = self.exit_watchers.pop(pid, None)
+                if watcher is not None:
+                    watcher(status)
+                    continue
                 self.log.debug(f"Process {pid} exited with code {ExitStatus.from_wait_status(status).code}")
                 continue
             instance.exit_status = ExitStatus.from_wait_status(status)
+            self.health.gone(instance)
             instance.drain_output()
             self._instance_exited(instance)
 
@@ -172,6 +185,7 @@ class Master:
     def terminate(self, instance: Instance, program: Program) -> None:
         """Stop signal to the process group now, SIGKILL to the group after the stop timeout."""
         instance.stopping = True
+        self.health.gone(instance)  # checks never run for a stopping process
         signum = parse_signal(program.stop_signal)
         instance.signal_group(signum)
         instance.kill_timer = self.loop.call_later(program.stop_timeout_seconds, self._kill, instance,
@@ -187,12 +201,17 @@ class Master:
     def dependencies_running(self, program: Program) -> bool:
         for dep in program.depends_on:
             other = self.programs.get(dep)
-            if other is None or other.state is not State.RUNNING:
+            if other is None or not self.health.dependency_met(program, other):
                 return False
         return True
 
     def on_state_change(self, supervised: Supervised) -> None:
-        if supervised.state is State.RUNNING and not self.shutting_down:
+        if supervised.state is State.RUNNING:
+            self.wake_dependents(supervised)
+
+    def wake_dependents(self, supervised: Supervised) -> None:
+        """``supervised`` runs or became ready: start the dependents that waited for it."""
+        if not self.shutting_down:
             for name in self.dependents.get(supervised.name, ()):
                 waiting = self.programs.get(name)
                 if (waiting is not None and waiting.state is State.STARTING and waiting not in self.replacing
@@ -201,6 +220,7 @@ class Master:
 
     def on_final(self, supervised: Supervised) -> None:
         """A program ended for good (EXITED or FATAL): a critical one takes the supervisor down."""
+        self.health.ended_for_good(supervised)
         if supervised.program.critical and not self.shutting_down:
             code = supervised.last_exit.code if supervised.state is State.EXITED and supervised.last_exit else 1
             self.log.alert(f"Critical program '{supervised.name}' ended for good: stopping every program, "
@@ -214,7 +234,7 @@ class Master:
         names = self.config.ready_programs
         if names is None:
             names = tuple(p.name for p in self.config.programs if p.restart != "never")
-        not_ready = [n for n in names if self.programs[n].state is not State.RUNNING]
+        not_ready = [n for n in names if not self.health.is_ready(self.programs[n])]
         return not not_ready, not_ready
 
     # -- applying plans ---------------------------------------------------------------------------
@@ -256,6 +276,7 @@ class Master:
         for program in config.programs:
             ordered[program.name] = previous.get(program.name) or Supervised(self, program)
         self.programs = ordered
+        self.health.configure(config)  # the notify socket, and checks re-planned on running processes
         for action in actions:
             # A critical program that cannot start shuts everything down in the middle of a plan: the
             # rest of the plan must not start or replace programs the shutdown has already accounted for.
@@ -495,6 +516,7 @@ class Master:
                 for reader in supervised.instance.readers:
                     reader.drain()
                     reader.close()
+        self.health.close()
         self.log.warning(f"All programs exited. Exiting... ({self.exit_code})")
         self.loop.stop()
 

@@ -106,6 +106,7 @@ class Instance:
         self.exit_status: ExitStatus | None = None
         self.readers: list[PipeReader] = []
         self.waiters: list[Callable[[], None]] = []  # run once this process has exited after a stop
+        self.kill_reason: str | None = None  # "liveness"/"startup" when a failed check ended it (health.py)
 
     @property
     def alive(self) -> bool:
@@ -147,6 +148,7 @@ class Supervised:
         self.instance: Instance | None = None
         self.restarts = 0
         self.exits: Counter[tuple[str, int]] = Counter()
+        self.restart_reasons: Counter[str] = Counter()  # exit, signal, liveness, startup
         self.last_exit: ExitStatus | None = None
         self.failures = 0
         self.backoff_timer: Timer | None = None
@@ -193,7 +195,9 @@ class Supervised:
         self.backoff_timer = None
         if self._env_of is not self.program:  # decided once per definition, not on every restart
             base = self.master.base_env
-            self._env = None if base is os.environ and not self.program.env else build_env(self.program, base)
+            extra = self.master.health.env_for(self.program)  # NOTIFY_SOCKET for notify programs
+            self._env = (None if base is os.environ and not self.program.env and not extra
+                         else {**build_env(self.program, base), **extra})
             self._env_of = self.program
         try:
             pid, stdout_fd, stderr_fd = spawn(self.program, self._env, pdeathsig=self.master.options.pdeathsig)
@@ -216,6 +220,7 @@ class Supervised:
             instance.readers.append(PipeReader(self.master.loop, fd, on_lines))
         self.master.track(instance)
         self.master.log.notice(f"New program '{self.name}' ({instance.pid}) forked")
+        self.master.health.started(self, self._env)
         self._set_state(State.RUNNING)
 
     def _cancel_backoff(self) -> None:
@@ -248,6 +253,7 @@ class Supervised:
             delay = backoff_delay(self.program.backoff, self.failures, self.master.rng)
             self.failures += 1
             self.restarts += 1
+            self.restart_reasons[instance.kill_reason or status.reason] += 1
             if delay <= 0:
                 self.master.log.notice(f"Restarting program '{self.name}' (restart {self.restarts})")
                 self._set_state(State.BACKOFF)
