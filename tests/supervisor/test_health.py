@@ -223,3 +223,43 @@ def test_environment_of_a_notify_program(start) -> None:
                                         "sleep 3600", notify=True)))
     line = sup.out.wait_for(r"^env \| NS=(\S+) WD=(\S+)$")[0]
     assert re.fullmatch(r"@progset/\d+/[0-9a-f]+/notify", line.group(1)) and line.group(2) == "none"
+
+
+def test_show_checks_show_programs_and_status(tmp_path: Path) -> None:
+    from .cli_helpers import CliSupervisor, socket_dir
+
+    port, gate = free_port(), tmp_path / "gate"
+    config = programs_config(
+        program("web", *server(port, gate=str(gate)), readiness={"http": {"port": port, "path": "/ready"},
+                                                                 "periodSeconds": 0.1},
+                liveness={"tcp": {"port": port}, "periodSeconds": 0.1, "failureThreshold": 100}),
+        program("plain", "sleep", "3600"),
+        program("later", "sleep", "3600", restart="never", notify=True, dependsOn=["web"]))
+    with socket_dir() as directory, CliSupervisor(directory, config, ("m.sock",), "--metrics-address",
+                                                  "127.0.0.1:0", programs=2) as sup:
+        wait_until(lambda: "HTTP 503" in sup.text("show checks web"))
+        rows = [line.split(None, 7) for line in sup.text("show checks").splitlines() if line]
+        assert rows[0] == ["#<program>", "<check>", "<state>", "<runs>", "<failures>", "<last>", "<target>",
+                           "<last-failure>"]
+        by_check = {(r[0], r[1]): r for r in rows[1:]}
+        assert set(by_check) == {("web", "readiness"), ("web", "liveness"), ("later", "notify")}
+        web = by_check[("web", "readiness")]
+        assert web[2] in ("pending", "failing") and web[5] == "failure" and web[7] == "HTTP 503 Service Unavailable"
+        assert web[6] == f"http=http://127.0.0.1:{port}/ready"
+        assert by_check[("web", "liveness")][2] == "passing"
+        assert by_check[("later", "notify")][2] == "inactive"  # waits for web, so not running
+        programs = {line.split()[0]: line.split() for line in sup.text("show programs").splitlines()[1:] if line}
+        assert programs["web"][2] == "no" and programs["plain"][2] == "yes" and programs["later"][1] == "STARTING"
+        assert programs["web"][-1] in ("readiness=fail", "liveness=ok")
+        assert sup.text("show checks nosuch") == "No such program 'nosuch'.\n\n"
+        gate.touch()
+        sup.wait_log(r"Program 'web' is ready")
+        wait_until(lambda: sup.text("show programs").splitlines()[1].split()[2] == "yes")
+        status = http_get(http_port(sup), "/status").json()
+        web_doc = next(p for p in status["programs"] if p["name"] == "web")
+        assert web_doc["ready"] is True
+        checks = {c["check"]: c for c in web_doc["checks"]}
+        assert checks["readiness"]["state"] == "passing" and checks["readiness"]["last_result"] == "success"
+        assert checks["readiness"]["last_failure"] == "HTTP 503 Service Unavailable"
+        assert checks["readiness"]["runs"] >= 2 and checks["liveness"]["target"] == f"tcp 127.0.0.1:{port}"
+        assert web_doc["restarts_by_reason"] == {}

@@ -68,7 +68,8 @@ def show_proc(master: Master, now: float | None = None) -> str:
     return "".join(out)
 
 
-PROGRAM_COLUMNS = ("<name>", "<state>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>", "<on-reload>")
+PROGRAM_COLUMNS = ("<name>", "<state>", "<ready>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>",
+                   "<on-reload>", "<last-check>")
 
 
 def _seconds(value: float) -> str:
@@ -83,19 +84,45 @@ def show_programs(master: Master, now: float | None = None) -> str:
     """
     now = time.time() if now is None else now
     rows: list[tuple[str, ...]] = []
+    health = master.health
     for supervised in master.programs.values():
         instance = supervised.instance
         running = instance is not None and instance.alive and supervised.state in (State.RUNNING, State.STOPPING)
         last = supervised.last_exit.short().replace(" ", "=") if supervised.last_exit else UNKNOWN
         backoff = _seconds(supervised.backoff_remaining()) if supervised.state is State.BACKOFF else UNKNOWN
-        rows.append((supervised.name, supervised.state.value,
+        rows.append((supervised.name, supervised.state.value, "yes" if health.is_ready(supervised) else "no",
                      str(instance.pid) if running and instance else UNKNOWN,
                      uptime(instance.uptime(now)) if running and instance else UNKNOWN,
-                     str(supervised.restarts), last, backoff, supervised.program.on_reload))
+                     str(supervised.restarts), last, backoff, supervised.program.on_reload,
+                     health.last_result(supervised)))
     widths = [max(len(PROGRAM_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows))
               for i in range(len(PROGRAM_COLUMNS))]
     header = "#" + PROGRAM_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
         title.ljust(widths[i]) for i, title in enumerate(PROGRAM_COLUMNS) if i > 0)
+    lines = [header.rstrip() + "\n"]
+    for row in rows:
+        lines.append(" ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
+    return "".join(lines)
+
+
+CHECK_COLUMNS = ("<program>", "<check>", "<state>", "<runs>", "<failures>", "<last>", "<target>", "<last-failure>")
+
+
+def show_checks(master: Master, name: str | None = None) -> str:
+    """Every check of every program (or of one): state, runs, consecutive failures, last result, target
+    and the last failure's message (free text, so it comes last)."""
+    rows: list[tuple[str, ...]] = []
+    programs = [master.programs[name]] if name is not None else list(master.programs.values())
+    for supervised in programs:
+        for row in master.health.check_rows(supervised):
+            last = row["last_result"] or UNKNOWN
+            rows.append((supervised.name, row["check"], row["state"], str(row["runs"]),
+                         str(row["consecutive_failures"]), last, row["target"].replace(" ", "="),
+                         (row["last_failure"] or UNKNOWN) + (f" [STATUS={row['status']}]" if row["status"] else "")))
+    widths = [max(len(CHECK_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows))
+              for i in range(len(CHECK_COLUMNS))]
+    header = "#" + CHECK_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
+        title.ljust(widths[i]) for i, title in enumerate(CHECK_COLUMNS) if i > 0)
     lines = [header.rstrip() + "\n"]
     for row in rows:
         lines.append(" ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")

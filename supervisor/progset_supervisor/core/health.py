@@ -185,6 +185,56 @@ class Health:
         instance.kill_timer = self.owner.loop.call_later(program.stop_timeout_seconds, instance.signal_group,
                                                          signal.SIGKILL)
 
+    # -- read model (CLI, /status, metrics) ----------------------------------------------------------
+    def check_rows(self, supervised: Supervised) -> list[dict[str, Any]]:
+        """Each check of a program with its state; configured checks of a program not running are
+        ``inactive`` (checks run only for a running process)."""
+        program = supervised.program
+        live = {c.name: c for c in self.runner.checks_of(supervised.name)}
+        names = [level for level, _ in program.probes()]
+        if program.notify:
+            names.append("notify")
+            if program.watchdog_seconds > 0:
+                names.append("watchdog")
+        rows = []
+        for name in names:
+            check = live.get(name)
+            if check is None:
+                probe = dict(program.probes()).get(name)
+                rows.append({"check": name, "target": probe.describe() if probe else
+                             ("sd_notify READY=1" if name == "notify" else "sd_notify WATCHDOG=1"),
+                             "state": "inactive", "runs": 0, "consecutive_failures": 0, "last_result": None,
+                             "last_message": None, "last_failure": None, "last_duration_seconds": None,
+                             "status": None})
+                continue
+            last = check.last
+            if check.passing and (last is not None or check.level == "liveness"):
+                state = "passing"
+            elif last is None and check.name != "watchdog":
+                state = "pending"
+            else:
+                state = "passing" if check.passing else "failing"
+            rows.append({
+                "check": name, "target": check.describe(), "state": state, "runs": check.runs,
+                "consecutive_failures": check.failures,
+                "last_result": None if last is None else ("success" if last.passed else "failure"),
+                "last_message": None if last is None else last.message,
+                "last_failure": check.last_failure or None,
+                "last_duration_seconds": None if last is None else round(last.duration, 6),
+                "status": check.status_text or None,
+            })
+        return rows
+
+    def last_result(self, supervised: Supervised) -> str:
+        """One word for ``show programs``: the most recent result, e.g. ``readiness=ok``, ``liveness=fail``."""
+        latest = None
+        for check in self.runner.checks_of(supervised.name):
+            if check.last is not None and (latest is None or check.last.when >= latest.last.when):
+                latest = check
+        if latest is None or latest.last is None:
+            return "-"
+        return f"{latest.name}={'ok' if latest.last.passed else 'fail'}"
+
     def _notified(self, pid: int, fields: dict[str, str]) -> None:
         self.runner.notified(pid, fields)
 

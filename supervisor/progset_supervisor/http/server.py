@@ -325,6 +325,9 @@ def program_document(supervised: Supervised, now: float) -> dict[str, Any]:
         "on_reload": supervised.program.on_reload,
         "critical": supervised.program.critical,
         "fatal_reason": supervised.fatal_reason or None,
+        "ready": supervised.master.health.is_ready(supervised),
+        "restarts_by_reason": dict(supervised.restart_reasons),
+        "checks": supervised.master.health.check_rows(supervised),
     }
 
 
