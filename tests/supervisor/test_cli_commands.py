@@ -153,11 +153,11 @@ def test_show_programs(sup: CliSupervisor) -> None:
     out = sup.text("show programs")
     rows = out.split("\n")
     assert rows[0].split() == ["#<name>", "<state>", "<ready>", "<pid>", "<uptime>", "<restarts>", "<last-exit>",
-                               "<backoff>", "<on-reload>", "<last-check>"]
+                               "<backoff>", "<on-reload>", "<last-check>", "<reason>"]
     for row, name in zip(rows[1:4], ("alpha", "beta", "talker"), strict=True):
         fields = row.split()
         assert fields[:4] == [name, "RUNNING", "yes", str(pid_of(sup, name))]
-        assert re.fullmatch(UPTIME, fields[4]) and fields[5:] == ["0", "-", "-", "restart", "-"]
+        assert re.fullmatch(UPTIME, fields[4]) and fields[5:] == ["0", "-", "-", "restart", "-", "-"]
     assert rows[4:] == ["", ""]
     assert {row.index(row.split()[1]) for row in rows[:4]} == {len("#<name>") + 1}  # aligned columns
 

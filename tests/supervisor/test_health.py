@@ -250,7 +250,7 @@ def test_show_checks_show_programs_and_status(tmp_path: Path) -> None:
         assert by_check[("later", "notify")][2] == "inactive"  # waits for web, so not running
         programs = {line.split()[0]: line.split() for line in sup.text("show programs").splitlines()[1:] if line}
         assert programs["web"][2] == "no" and programs["plain"][2] == "yes" and programs["later"][1] == "STARTING"
-        assert programs["web"][-1] in ("readiness=fail", "liveness=ok")
+        assert programs["web"][9] in ("readiness=fail", "liveness=ok")  # <last-check>, before <reason>
         assert sup.text("show checks nosuch") == "No such program 'nosuch'.\n\n"
         gate.touch()
         sup.wait_log(r"Program 'web' is ready")

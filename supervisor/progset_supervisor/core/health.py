@@ -7,10 +7,9 @@ calls (a process started, a process stopping or gone, a reload planned):
 - ready: a program is ready when it is RUNNING and, if it has a readiness source (readiness check,
   ``notify``) or a startup check, those passed. ``dependsOn`` waits for ready by default when the
   dependency has a readiness source (``dependsOnCondition`` says otherwise), ``/readyz`` asks it;
-- restart: a failed startup or liveness check (or a watchdog miss) stops the process the way a crash
-  would end it (stop signal, SIGKILL after ``stopTimeoutSeconds``) without marking it as a requested
-  stop, so its restart policy and backoff apply as to any failure, counted with the reason
-  ``startup``/``liveness``;
+- restart: a failed startup or liveness check (or a watchdog miss) calls the program's
+  ``check_failed``, which ends the process the way a crash would, so its restart policy and backoff
+  apply as to any failure, counted with the reason ``startup``/``liveness``;
 - the notify socket exists once a program has ``notify``, and such programs get ``NOTIFY_SOCKET``
   (and ``WATCHDOG_USEC``) in their environment.
 
@@ -20,12 +19,11 @@ It knows the master only through :class:`Owner` (no import of ``master``: no cyc
 from __future__ import annotations
 
 import bisect
-import signal
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from ..config import Config, Program, parse_signal
+from ..config import Config, Program
 from ..runtime.log import Logger
 from ..runtime.loop import Loop
 from ..runtime.notifysock import NotifySocket
@@ -35,22 +33,11 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 
 class Instance(Protocol):
-    """The part of ``program.Instance`` used here (protocols, not imports: ``program`` imports the master)."""
-
-    name: str
     pid: int
-    stopping: bool
-    kill_reason: str | None
-    kill_timer: object | None
-
-    @property
-    def alive(self) -> bool: ...
-
-    def signal_group(self, signum: int) -> bool: ...
 
 
 class Supervised(Protocol):
-    """The part of ``program.Supervised`` used here."""
+    """The part of ``program.Supervised`` used here (a protocol: importing ``program`` is not needed)."""
 
     program: Program
     instance: Instance | None
@@ -60,6 +47,8 @@ class Supervised(Protocol):
 
     @property
     def state(self) -> Any: ...  # program.State; compared by its value
+
+    def check_failed(self, reason: str, what: str) -> None: ...
 
 
 RUNNING, STARTING = "RUNNING", "STARTING"
@@ -113,11 +102,9 @@ class Health:
             return
         self.runner.start(program, instance.pid, env)
 
-    def gone(self, instance: Instance) -> None:
-        """``instance`` is stopping or has exited: its checks end (a new process starts them again)."""
-        state = self.runner.programs.get(instance.name)
-        if state is not None and state.pid == instance.pid:
-            self.runner.stop(instance.name)
+    def stopped(self, supervised: Supervised) -> None:
+        """``supervised`` left RUNNING (stopping, exited, replaced): its checks end."""
+        self.runner.stop(supervised.name)
 
     def has_checks(self, program: Program) -> bool:
         return program.has_readiness_source or program.startup is not None
@@ -170,20 +157,12 @@ class Health:
             log.warning(f"Program '{program}' is not ready: {check.name} check failed ({result.message})")
 
     def _restart(self, supervised: Supervised, check: Check, result: Result) -> None:
-        instance = supervised.instance
-        if instance is None or not instance.alive or instance.stopping or self.owner.shutting_down:
+        if self.owner.shutting_down:
             return
         reason = "liveness" if check.level == "liveness" else "startup"
         what = "watchdog" if check.name == "watchdog" else f"{check.name} check"
-        self.owner.log.alert(f"Program '{supervised.name}' ({instance.pid}) failed its {what} "
-                             f"({result.message}): stopping it for a restart (reason {reason})")
-        instance.kill_reason = reason
         self.runner.stop(supervised.name)
-        program = supervised.program
-        instance.signal_group(parse_signal(program.stop_signal))
-        # Not ``stopping``: the exit is a failure for the restart policy, not a requested stop.
-        instance.kill_timer = self.owner.loop.call_later(program.stop_timeout_seconds, instance.signal_group,
-                                                         signal.SIGKILL)
+        supervised.check_failed(reason, f"{what} ({result.message})")
 
     # -- read model (CLI, /status, metrics) ----------------------------------------------------------
     def check_rows(self, supervised: Supervised) -> list[dict[str, Any]]:
