@@ -103,15 +103,16 @@ def test_liveness_failure_restarts_after_threshold_times_period(start, tmp_path:
     port, hang = free_port(), tmp_path / "hang"
     sup = start(programs_config(program(
         "api", *server(port, hang=str(hang)), readiness={"http": {"port": port}, "periodSeconds": 0.2},
-        liveness={"http": {"port": port}, "periodSeconds": 0.3, "timeoutSeconds": 1, "failureThreshold": 3})),
+        liveness={"http": {"port": port}, "periodSeconds": 0.5, "timeoutSeconds": 2, "failureThreshold": 3})),
         metrics="127.0.0.1:0")
     sup.wait_log(r"Program 'api' is ready")
     first = sup.forked_pids("api")[0]
     hang.touch()
     hung_at = time.monotonic()
-    sup.wait_log(r"Program 'api' \(\d+\) failed its liveness check \(timed out after 1s\): stopping it for a "
+    sup.wait_log(r"Program 'api' \(\d+\) failed its liveness check \(timed out after 2s\): stopping it for a "
                  r"restart \(reason liveness\)", timeout=30)
-    assert time.monotonic() - hung_at >= 2.6  # three failures in a row (each waits out its 1 s timeout)
+    # Three failures in a row, at least a period apart (each here waits out its 2 s timeout).
+    assert time.monotonic() - hung_at >= 2 * 0.5
     hang.unlink()
     sup.wait_log(r"New program 'api' \(\d+\) forked", count=2)
     assert sup.forked_pids("api")[1] != first
