@@ -279,7 +279,7 @@ class Master(Processes):
         self.reloads += 1
         self.last_reload_time = time.time()
         try:
-            config = load_path(self.options.config_path)
+            config = self.options.loader() if self.options.loader is not None else load_path(self.options.config_path)
         except ConfigError as exc:
             for problem in exc.problems:
                 self.log.alert(str(problem))

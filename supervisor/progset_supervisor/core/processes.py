@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..config import Program
+from ..config import Config, Program
 from .program import Instance
 from .spawn import build_env, spawn
 
@@ -29,6 +29,7 @@ class Options(NamedTuple):
     debounce_seconds: float = 0.2
     watch: bool = True
     seed: int | None = None
+    loader: Callable[[], Config] | None = None  # how a reload reads the config (default: load_path(config_path))
 
 
 class Processes:

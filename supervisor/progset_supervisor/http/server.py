@@ -293,7 +293,7 @@ class HttpServer:
         if self._metrics_cache is not None and now < self._metrics_cache[0]:
             return self._metrics_cache[1]
         if self._exporter is None:
-            from .metrics import Exporter  # prometheus_client costs several MB: only once someone scrapes
+            from .metrics import Exporter  # only once someone scrapes
 
             self._exporter = Exporter(self.master)
         body, content_type = self._exporter.render()
