@@ -144,6 +144,10 @@ def run_commands(commands: list[dict[str, Any]], cwd: Path, env: dict[str, str],
             text, count = command["wait_mark"]
             assert log is not None
             wait_for(lambda: log.read_text().count(text) >= count, text)  # noqa: B023
+        if command.get("wait_after"):  # [a, b]: until b shows in the log after the last a (a fork started)
+            a, b = command["wait_after"]
+            assert log is not None
+            wait_for(lambda: log.read_text().rfind(b) > log.read_text().rfind(a), f"{b} after {a}")  # noqa: B023
         if command.get("before"):  # bring the programs into the state the README's example shows
             assert log is not None
             start = log.read_text().count(command["before_mark"])
@@ -166,20 +170,55 @@ def run_commands(commands: list[dict[str, Any]], cwd: Path, env: dict[str, str],
     return results
 
 
-# A pod's programs, shaped so the README's Master CLI examples show what they say: 'api' prints the
-# three lines of the 'show logs' example (two pipes: a pause keeps their order), ignores SIGHUP and
-# takes a moment to stop (so a second reload finds the first one running); 'spoa-agent' runs until
-# /run/spoa-broken exists and a line arrives on /run/spoa-crash, then fails at every start and waits
-# in BACKOFF.
+# A pod's programs, shaped so the README's Master CLI examples show what they say. 'api' is a small
+# HTTP server on 127.0.0.1:8080 (free: the namespace is ours) with the README's readiness and liveness
+# checks: it answers its first /healthz 503 and then 200, prints the three lines of the 'show logs'
+# example, ignores SIGHUP and takes a second to stop on SIGTERM (so a second reload finds the first one
+# running). 'spoa-agent' runs until /run/spoa-broken exists and a line arrives on /run/spoa-crash,
+# then fails at every start and waits in BACKOFF.
+API = """\
+import http.server, os, signal, sys, time
+
+def term(*_):
+    time.sleep(1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, term)
+answers = []
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 200 if answers else 503
+        answers.append(code)
+        if answers.count(200) == 1 and code == 200:
+            print("GET /healthz 200", flush=True)
+        self.send_response(code)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 8080), Handler)
+print("listening on :8080", flush=True)
+time.sleep(0.3)
+print("warning: cache disabled", file=sys.stderr, flush=True)
+server.serve_forever()
+"""
 POD_CONFIG = """\
 programs:
   - name: api
-    command: ["sh", "-c", "trap '' HUP; trap 'sleep 1; trap - TERM; kill -TERM $$' TERM;
-      echo listening on :8080; echo warning: cache disabled >&2; sleep 0.5; echo GET /healthz 200;
-      sleep 3600 & wait; wait"]
+    command: ["python3", "{api}"]
+    readiness:
+      http: {{port: 8080, path: /healthz}}
+      periodSeconds: 1
+    liveness:
+      tcp: {{port: 8080}}
+      initialDelaySeconds: 0.5
   - name: spoa-agent
     command: ["sh", "-c", "[ -e /run/spoa-broken ] && exit 1; read line < /run/spoa-crash; exit 1"]
-    backoff: {initialSeconds: 30, maxSeconds: 60}
+    backoff: {{initialSeconds: 30, maxSeconds: 60}}
 """
 BREAK_SPOA = "touch /run/spoa-broken && echo crash > /run/spoa-crash"
 
@@ -188,7 +227,8 @@ def pod(commands: list[dict[str, Any]]) -> list[dict]:
     """The supervisor as the README's pod runs it, with the shared level,user socket of 'Sockets: -S'."""
     work = Path(tempfile.mkdtemp(prefix="readme-pod-", dir="/run"))
     config = work / "programs.yaml"
-    config.write_text(POD_CONFIG)
+    (work / "api.py").write_text(API)
+    config.write_text(POD_CONFIG.format(api=work / "api.py"))
     log = work / "supervisor.log"
     argv = [str(VENV_BIN / "progset-supervisor"), "-f", str(config), "-S", "/var/run/progset/master.sock",
             "-S", "/var/run/progset-shared/status.sock,mode,666,level,user"]

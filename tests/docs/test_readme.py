@@ -61,7 +61,9 @@ COMMANDS: dict[str, Run | NotRun] = {
     f"echo 'show proc' | socat {MASTER} -": Run("pod"),
     f"socat - {MASTER}": Run("pod", options={"typed": PROMPT}),
     f"echo 'show programs' | socat {MASTER} -":
-        Run("pod", options={"before": sandbox.BREAK_SPOA, "before_mark": "Restarting program 'spoa-agent' in "}),
+        Run("pod", options={"wait_mark": ["api | GET /healthz 200", 1], "before": sandbox.BREAK_SPOA,
+                            "before_mark": "Restarting program 'spoa-agent' in "}),
+    f"echo 'show checks api' | socat {MASTER} -": Run("pod"),
     f"echo 'stop api' | socat -t30 {MASTER} -": Run("pod"),
     f"echo 'start api' | socat {MASTER} -": Run("pod"),
     f"echo 'restart spoa-agent' | socat -t30 {MASTER} -": Run("pod"),
@@ -74,7 +76,8 @@ COMMANDS: dict[str, Run | NotRun] = {
     f"echo '@1 show info' | socat {MASTER} -": Run("pod"),
     f"echo 'reload' | socat -t30 {MASTER} -": Run("pod"),
     f"echo 'reload' | socat -t30 {MASTER} -          # while another one runs":
-        Run("pod", options={"during": f"echo 'reload' | socat -t30 {MASTER} -",
+        Run("pod", options={"wait_after": ["New program 'api'", "api | listening on :8080"],  # its TERM handler
+                            "during": f"echo 'reload' | socat -t30 {MASTER} -",
                             "during_mark": "Reloading progset on master CLI"}),
     f"echo 'show info' | socat {MASTER} -": Run("pod", "keys"),  # the sandbox's config is not /etc/progset
     f"echo 'show prgrams' | socat {MASTER} -": Run("pod"),
