@@ -353,9 +353,12 @@ class WorkerRoute:
             self.forward.pause(full)
 
     def close(self) -> None:
+        """The session ends: drop the forward, and the session itself (no reference cycle left for the
+        garbage collector: a session is freed as soon as the server forgets it)."""
         if self.forward is not None:
             self.forward.close()
             self.forward = None
+        self.session = None  # type: ignore[assignment]
 
     def _data(self, data: bytes) -> None:
         session = self.session
