@@ -133,3 +133,12 @@ def test_forwarding_keeps_the_master_responsive_and_a_dead_worker_is_refused(sup
     finally:
         os.kill(pid, signal.SIGCONT)
     assert sup.text("@1 show cli level") == "admin\n\n"
+
+
+def test_no_programs_header_without_programs_as_haproxy_3_1(sup: CliSupervisor) -> None:
+    assert sup.text("stop plain").startswith("Program 'plain'")
+    try:
+        out = sup.text("show proc")
+        assert "# workers\n" in out and "# programs" not in out  # 2.6-3.0 printed an empty '# programs'
+    finally:
+        assert sup.text("start plain").startswith("Program 'plain' started")
