@@ -144,6 +144,9 @@ def run_commands(commands: list[dict[str, Any]], cwd: Path, env: dict[str, str],
             text, count = command["wait_mark"]
             assert log is not None
             wait_for(lambda: log.read_text().count(text) >= count, text)  # noqa: B023
+        if command.get("until"):  # [command, text]: until what the command prints shows text
+            check, text = command["until"]
+            wait_for(lambda: text in sh(check, cwd, env)["stdout"], f"{text!r} from {check}")  # noqa: B023
         if command.get("wait_after"):  # [a, b]: until b shows in the log after the last a (a fork started)
             a, b = command["wait_after"]
             assert log is not None
@@ -175,7 +178,8 @@ def run_commands(commands: list[dict[str, Any]], cwd: Path, env: dict[str, str],
 # checks: it answers its first /healthz 503 and then 200, prints the three lines of the 'show logs'
 # example, ignores SIGHUP and takes a second to stop on SIGTERM (so a second reload finds the first one
 # running). 'spoa-agent' runs until /run/spoa-broken exists and a line arrives on /run/spoa-crash,
-# then fails at every start and waits in BACKOFF.
+# then fails at every start and waits in BACKOFF. 'haproxy' is HAProxy with its stats socket as the
+# program's runtime socket, for the '@1' examples.
 API = """\
 import http.server, os, signal, sys, time
 
@@ -206,8 +210,23 @@ time.sleep(0.3)
 print("warning: cache disabled", file=sys.stderr, flush=True)
 server.serve_forever()
 """
+HAPROXY_CFG = """\
+global
+    stats socket /run/haproxy/admin.sock level admin
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 1s
+    timeout server 1s
+frontend fe
+    bind 127.0.0.1:8081
+"""
 POD_CONFIG = """\
 programs:
+  - name: haproxy
+    command: ["haproxy", "-db", "-f", "{haproxy}"]
+    runtimeSocket: /run/haproxy/admin.sock
+    onReload: keep
   - name: api
     command: ["python3", "{api}"]
     readiness:
@@ -215,7 +234,7 @@ programs:
       periodSeconds: 1
     liveness:
       tcp: {{port: 8080}}
-      initialDelaySeconds: 0.5
+      initialDelaySeconds: 3  # the server is listening by then
   - name: spoa-agent
     command: ["sh", "-c", "[ -e /run/spoa-broken ] && exit 1; read line < /run/spoa-crash; exit 1"]
     backoff: {{initialSeconds: 30, maxSeconds: 60}}
@@ -228,14 +247,17 @@ def pod(commands: list[dict[str, Any]]) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="readme-pod-", dir="/run"))
     config = work / "programs.yaml"
     (work / "api.py").write_text(API)
-    config.write_text(POD_CONFIG.format(api=work / "api.py"))
+    (work / "haproxy.cfg").write_text(HAPROXY_CFG)
+    os.makedirs("/run/haproxy")
+    config.write_text(POD_CONFIG.format(api=work / "api.py", haproxy=work / "haproxy.cfg"))
     log = work / "supervisor.log"
     argv = [str(VENV_BIN / "progset-supervisor"), "-f", str(config), "-S", "/var/run/progset/master.sock",
             "-S", "/var/run/progset-shared/status.sock,mode,666,level,user"]
     env = base_env()
     os.mkfifo("/run/spoa-crash")
     with process(argv, work, env, log):
-        wait_for(lambda: log.read_text().count(" forked") >= 2, "both programs")
+        wait_for(lambda: log.read_text().count(" forked") >= 3, "the three programs")
+        wait_for(lambda: os.path.exists("/run/haproxy/admin.sock"), "HAProxy's stats socket")
         return run_commands(commands, work, env, log)
 
 

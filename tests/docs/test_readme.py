@@ -63,7 +63,11 @@ COMMANDS: dict[str, Run | NotRun] = {
     f"echo 'show programs' | socat {MASTER} -":
         Run("pod", options={"wait_mark": ["api | GET /healthz 200", 1], "before": sandbox.BREAK_SPOA,
                             "before_mark": "Restarting program 'spoa-agent' in "}),
-    f"echo 'show checks api' | socat {MASTER} -": Run("pod"),
+    f"echo 'show checks api' | socat {MASTER} -":  # the liveness check runs every 10 s: once passed, it shows
+        Run("pod", options={"until": [f"echo 'show checks api' | socat {MASTER} -", "success tcp="]}),
+    f"echo '@1 show info' | socat {MASTER} -     # HAProxy runs as a program: see below": Run("pod"),
+    f"echo '@1 show info' | socat {MASTER} - | head -2": Run("pod"),
+    "echo '@1 show cli level' | socat /var/run/progset-shared/status.sock -   # a level,user socket": Run("pod"),
     f"echo 'stop api' | socat -t30 {MASTER} -": Run("pod"),
     f"echo 'start api' | socat {MASTER} -": Run("pod"),
     f"echo 'restart spoa-agent' | socat -t30 {MASTER} -": Run("pod"),
@@ -73,7 +77,7 @@ COMMANDS: dict[str, Run | NotRun] = {
     f"echo 'show env HAPROXY_MASTER_CLI' | socat {MASTER} -": Run("pod"),
     f"echo 'show cli sockets' | socat {MASTER} -": Run("pod"),
     "echo 'show proc' | socat /var/run/progset-shared/status.sock -      # a level,user socket": Run("pod"),
-    f"echo '@1 show info' | socat {MASTER} -": Run("pod"),
+    f"echo '@3 show info' | socat {MASTER} -          # there is one worker: haproxy": Run("pod"),
     f"echo 'reload' | socat -t30 {MASTER} -": Run("pod"),
     f"echo 'reload' | socat -t30 {MASTER} -          # while another one runs":
         Run("pod", options={"wait_after": ["New program 'api'", "api | listening on :8080"],  # its TERM handler
@@ -202,6 +206,7 @@ def need_sandbox() -> None:
     require("unshare", "util-linux")
     require("ip", "iproute2")
     require("socat", "socat")
+    require("haproxy", "haproxy")
 
 
 def check_all(scenario: str) -> None:
