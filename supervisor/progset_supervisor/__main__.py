@@ -10,11 +10,13 @@ import gc
 import os
 import resource
 import sys
+from collections import Counter
 
 from . import _early  # noqa: F401  (_early first: it guards start-up against reload signals)
 from .cmdline import parse_args
 from .config import ConfigError, load_path
 from .libc import libc
+from .load_notes import load_notes
 from .log import Logger
 from .loop import Loop
 from .master import Master, Options
@@ -39,6 +41,22 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def attach_output(master: Master, sink: OutputSink, log: Logger) -> None:
+    """From here on, program output and our own messages never block the loop (see :mod:`.output`)."""
+    def drained(stream: str, dropped: Counter[str], seconds: float) -> None:
+        parts = [f"{name}: {count}" if name else f"supervisor messages: {count}" for name, count in dropped.items()]
+        log.warning(f"Output to {stream} was blocked for {seconds:.1f}s: {sum(dropped.values())} lines were "
+                    f"dropped ({', '.join(parts)})")
+
+    def mode_of(name: str) -> str | None:
+        supervised = master.programs.get(name)
+        return supervised.program.output if supervised is not None else None
+
+    sink.mode_of = mode_of
+    sink.attach(master.loop, drained)
+    log.write = sink.write_supervisor
+
+
 def main(argv: list[str] | None = None) -> int:
     # No cyclic garbage collection until the first programs run: what start-up allocates (modules,
     # the config) lives for the whole run, so collecting cost 3-9 ms at 200 programs and freed nothing.
@@ -46,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     log = Logger(fmt=args.log_format)
     try:
-        config = load_path(args.config)
+        config = load_path(args.config, allow_no_programs=args.allow_no_programs)
     except ConfigError as exc:
         for problem in exc.problems:
             log.alert(str(problem))
@@ -61,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         become_subreaper()
     loop = Loop()
     options = Options(config_path=args.config, log_lines=args.log_lines, pdeathsig=not is_pid1,
-                      watch=not args.no_watch)
+                      watch=not args.no_watch, allow_no_programs=args.allow_no_programs)
     os.environ["HAPROXY_MWORKER"] = "1"  # programs inherit the supervisor's environment, as under HAProxy
-    master = Master(options, loop, log, OutputSink(args.log_format), base_env=os.environ)
+    sink = OutputSink(args.log_format, mode=args.output)
+    master = Master(options, loop, log, sink, base_env=os.environ)
+    attach_output(master, sink, log)
     master.install_signals()
     services = []
     try:
@@ -80,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.pidfile, "w") as pidfile:
             pidfile.write(f"{os.getpid()}\n")
     master.start(config)
+    for note in load_notes(config):
+        log.warning(note)
+    master.on_load_hooks.append(lambda loaded: [log.warning(note) for note in load_notes(loaded)])
     gc.enable()
     master.rng  # noqa: B018  (imports random now, once the programs run, not on the first crash's restart)
     watcher = None
@@ -102,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 os.unlink(args.pidfile)
             except FileNotFoundError:
                 pass
+        log.write = None
+        sink.close()
     return master.exit_code or 0
 
 

@@ -40,6 +40,7 @@ class Options(NamedTuple):
     debounce_seconds: float = 0.2
     watch: bool = True
     seed: int | None = None
+    allow_no_programs: bool = False
 
 
 class ReloadRun:
@@ -328,7 +329,7 @@ class Master:
         self.reloads += 1
         self.last_reload_time = time.time()
         try:
-            config = load_path(self.options.config_path)
+            config = load_path(self.options.config_path, allow_no_programs=self.options.allow_no_programs)
         except ConfigError as exc:
             for problem in exc.problems:
                 self.log.alert(str(problem))

@@ -8,6 +8,7 @@ and their programs are merged; the same program name in two files is an error.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 
 from .errors import ConfigError, Problem
@@ -43,6 +44,13 @@ def _read(path: str, read: list[tuple[str, bytes]]) -> str:
         raise ConfigError(Problem(path, f"not UTF-8 text (byte {exc.start}); is this the right file?")) from None
     except OSError as exc:
         raise ConfigError(Problem(path, f"cannot read: {exc.strerror}")) from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        # C strings (and HAProxy's parser) end at a NUL: the rest of the line was silently cut off.
+        line = data.count(b"\n", 0, nul) + 1
+        column = nul - (data.rfind(b"\n", 0, nul) + 1) + 1
+        raise ConfigError(Problem(f"{path}:{line}", f"NUL character at column {column}; a config is text, "
+                                  "and everything after the NUL would be lost"))
     read.append((path, data))
     return text
 
@@ -56,30 +64,93 @@ def fingerprint(files: Iterable[tuple[str, bytes]]) -> bytes:
     return b"\0".join(part for name, data in files for part in (os.fsencode(os.path.basename(name)), data))
 
 
-def config_files(directory: str) -> list[str]:
-    """Visible files with a known extension, sorted; hidden entries (``..data``, ``..2026_...``) skipped."""
+def _not_a_file(path: str) -> str | None:
+    """Why ``path`` cannot be read as a config file (None: it is a regular file, maybe via a symlink).
+
+    Checked without opening it: opening a FIFO would block the loop until a writer comes.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"broken symbolic link (to {os.readlink(path)!r} that does not exist)"
+        return "vanished while the directory was read"
+    except OSError as exc:
+        return f"cannot inspect: {exc.strerror}"
+    if stat.S_ISREG(info.st_mode):
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        return "a subdirectory (subdirectories are not read)"
+    kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+    return f"{kind}, not a regular file"
+
+
+def scan_directory(directory: str) -> tuple[list[str], list[str]]:
+    """Config files of ``directory`` (visible, known extension, sorted) and notes on entries skipped.
+
+    Hidden entries (the kubelet's ``..data``, ``..2026_...``) and regular files of other extensions (a
+    README) are skipped silently. A broken symlink, FIFO or subdirectory is skipped with a note (a
+    warning in the log) when its name has another extension, and is an error when its name says it
+    is a config file: ``api.yaml`` that cannot be read must not mean "no programs from api.yaml".
+    """
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
         raise ConfigError(Problem(directory, f"cannot list directory: {exc.strerror}")) from None
-    return [os.path.join(directory, n) for n in names
-            if not n.startswith(".") and n.endswith(YAML_SUFFIXES + HAPROXY_SUFFIXES)
-            and os.path.isfile(os.path.join(directory, n))]
+    files: list[str] = []
+    notes: list[str] = []
+    problems: list[Problem] = []
+    for name in names:
+        if name.startswith("."):
+            continue
+        path = os.path.join(directory, name)
+        why = _not_a_file(path)
+        if name.endswith(YAML_SUFFIXES + HAPROXY_SUFFIXES):
+            if why is None:
+                files.append(path)
+            else:
+                problems.append(Problem(path, f"cannot be read as a config file: {why}"))
+        elif why is not None:
+            notes.append(f"{path}: skipped: {why}")
+    if problems:
+        raise ConfigError(problems)
+    return files, notes
 
 
-def load_path(path: str | os.PathLike[str]) -> Config:
-    """Load ``-f``: one file, or every config file of a directory merged in name order."""
+def config_files(directory: str) -> list[str]:
+    """The config files :func:`scan_directory` finds (errors for unreadable ones included)."""
+    return scan_directory(directory)[0]
+
+
+NO_PROGRAMS = ("the configuration defines no programs (an empty or comment-only file, 'programs:' with nothing "
+               "under it, or HAProxy syntax without a 'program' section?); refused, so that a ConfigMap emptied "
+               "by mistake cannot stop every program. Write 'programs: []' to run none on purpose, or start "
+               "the supervisor with --allow-no-programs")
+
+
+def load_path(path: str | os.PathLike[str], *, allow_no_programs: bool = False) -> Config:
+    """Load ``-f``: one file, or every config file of a directory merged in name order.
+
+    A result without programs is an error unless the config says ``programs: []`` or
+    ``allow_no_programs`` (``--allow-no-programs``) is given: see :data:`NO_PROGRAMS`.
+    """
     target = os.fspath(path)
     if not os.path.exists(target):
         raise ConfigError(Problem(target, "no such file or directory"))
     read: list[tuple[str, bytes]] = []
-    config = _load_directory(target, read) if os.path.isdir(target) else load_text(_read(target, read), target)
+    notes: list[str] = []
+    directory = os.path.isdir(target)
+    config = _load_directory(target, read, notes) if directory else load_text(_read(target, read), target)
+    if not config.programs and not config.no_programs_ok and not allow_no_programs:
+        raise ConfigError(Problem(target, NO_PROGRAMS))
     config.fingerprint = fingerprint(read)
+    config.notes = notes
     return config
 
 
-def _load_directory(target: str, read: list[tuple[str, bytes]]) -> Config:
-    files = config_files(target)
+def _load_directory(target: str, read: list[tuple[str, bytes]], notes: list[str]) -> Config:
+    files, skipped = scan_directory(target)
+    notes.extend(skipped)
     if not files:
         raise ConfigError(Problem(target, "directory holds no config file (*.yaml, *.yml, *.json, *.cfg, "
                                   "*.conf)"))
@@ -95,7 +166,9 @@ def _load_directory(target: str, read: list[tuple[str, bytes]]) -> Config:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return merge_configs(configs, target)
+    merged = merge_configs(configs, target)
+    merged.no_programs_ok = any(c.no_programs_ok for c in configs)
+    return merged
 
 
 def merge_configs(configs: list[Config], origin: str) -> Config:
