@@ -15,13 +15,13 @@ from collections import Counter
 from . import _early  # noqa: F401  (_early first: it guards start-up against reload signals)
 from .cmdline import parse_args
 from .config import ConfigError, load_path
-from .libc import libc
+from .core.master import Master, Options
+from .core.watch import ConfigWatcher, WatchError
 from .load_notes import load_notes
-from .log import Logger
-from .loop import Loop
-from .master import Master, Options
-from .output import OutputSink
-from .watch import ConfigWatcher, WatchError
+from .runtime.libc import libc
+from .runtime.log import Logger
+from .runtime.loop import Loop
+from .runtime.output import OutputSink
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             from .cli.server import start_cli  # the Master CLI, only when asked for
             services.append(start_cli(master, args.sockets, maxconn=args.cli_maxconn, idle_timeout=args.cli_timeout))
         if args.metrics_address != "off":
-            from .http import start_http
+            from .http.server import start_http
             services.append(start_http(master, args.metrics_address))
     except (OSError, ValueError) as exc:
         log.alert(f"Cannot start: {exc}")

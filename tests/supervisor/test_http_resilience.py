@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from progset_supervisor.http import MAX_CONNECTIONS
+from progset_supervisor.http.server import MAX_CONNECTIONS
 
 from .helpers import Supervisor, http_get, http_port, program, scrape_until, started
 from .helpers import programs_config as programs

@@ -15,11 +15,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
-from progset_supervisor.log import Logger
-from progset_supervisor.loop import Loop
-from progset_supervisor.master import Master, Options
-from progset_supervisor.metrics import Exporter, _text_format, text_format
-from progset_supervisor.output import OutputSink
+from progset_supervisor.core.master import Master, Options
+from progset_supervisor.http.metrics import Exporter, _text_format, text_format
+from progset_supervisor.runtime.log import Logger
+from progset_supervisor.runtime.loop import Loop
+from progset_supervisor.runtime.output import OutputSink
 
 
 class Collected:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from progset_supervisor.config import config_from_spec
-from progset_supervisor.plan import plan
+from progset_supervisor.core.plan import plan
 
 
 def cfg(*programs: dict) -> object:

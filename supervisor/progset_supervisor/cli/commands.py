@@ -21,7 +21,7 @@ from . import render
 from .levels import Level
 
 if TYPE_CHECKING:
-    from ..master import Master
+    from ..core.master import Master
     from .sockets import SocketSpec
 
 ERR = 3  # syslog severities, as printed by 'set severity-output'
@@ -153,7 +153,7 @@ def _show_logs(ctx: Context, args: list[str]) -> Reply:
 
 def _guard(action: Callable[[], Reply | None]) -> Reply | None:
     """Run a master action; its CommandError becomes a one-line error answer."""
-    from ..master import CommandError
+    from ..core.master import CommandError
 
     try:
         return action()

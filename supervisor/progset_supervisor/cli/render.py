@@ -13,10 +13,10 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from ..program import State
+from ..core.program import State
 
 if TYPE_CHECKING:
-    from ..master import Master
+    from ..core.master import Master
 
 UNKNOWN = "-"
 

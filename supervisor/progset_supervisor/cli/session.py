@@ -29,7 +29,7 @@ from .protocol import encode, find_command_end, split_words
 from .render import prompt_clock
 
 if TYPE_CHECKING:
-    from ..master import Master
+    from ..core.master import Master
     from .server import CliServer
     from .sockets import SocketSpec
 

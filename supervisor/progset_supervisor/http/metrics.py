@@ -25,11 +25,11 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
-from .program import State
+from ..core.program import State
 
 if TYPE_CHECKING:
-    from .master import Master
-    from .program import Supervised
+    from ..core.master import Master
+    from ..core.program import Supervised
 
 PREFIX = "progset"
 # The classic format text_format() writes (recent prometheus_client CONTENT_TYPE_LATEST says version=1.0.0).

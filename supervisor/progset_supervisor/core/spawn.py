@@ -19,7 +19,7 @@ import functools
 import os
 from collections.abc import Mapping
 
-from .config import Program
+from ..config import Program
 
 
 class SpawnError(Exception):

@@ -15,11 +15,11 @@ from collections import Counter
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, NamedTuple
 
-from . import __version__
-from .config import Config, ConfigError, Program, load_path, parse_signal
-from .log import Logger
-from .loop import Loop
-from .output import OutputSink
+from .. import __version__
+from ..config import Config, ConfigError, Program, load_path, parse_signal
+from ..runtime.log import Logger
+from ..runtime.loop import Loop
+from ..runtime.output import OutputSink
 from .plan import Action, plan
 from .program import ExitStatus, Instance, State, Supervised
 

@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from .config import Backoff, Program, parse_signal
-from .loop import Timer
-from .output import LogRing, PipeReader
+from ..config import Backoff, Program, parse_signal
+from ..runtime.loop import Timer
+from ..runtime.output import LogRing, PipeReader
 from .spawn import SpawnError, build_env, spawn
 
 if TYPE_CHECKING:

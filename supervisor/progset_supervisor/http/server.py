@@ -24,13 +24,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .acceptor import Acceptor
-from .loop import Timer
+from ..runtime.acceptor import Acceptor
+from ..runtime.loop import Timer
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..core.master import Master
+    from ..core.program import Supervised
     from .metrics import Exporter
-    from .program import Supervised
 
 MAX_REQUEST = 8192
 MAX_CONNECTIONS = 64

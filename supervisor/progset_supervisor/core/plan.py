@@ -17,7 +17,7 @@ A *hard* reload restarts every program that still exists, whatever its ``onReloa
 
 from typing import Literal, NamedTuple
 
-from .config import Config, Program
+from ..config import Config, Program
 
 ActionKind = Literal["start", "stop", "restart", "signal", "keep"]
 
