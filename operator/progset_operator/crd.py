@@ -26,6 +26,7 @@ from progset_supervisor.config.model import (
     NAME_MAX,
     NAME_RE,
     ON_RELOAD_VALUES,
+    OUTPUT_MODES,
     RESTART_POLICIES,
     Program,
     signal_names,
@@ -156,6 +157,9 @@ def program_schema() -> dict[str, Any]:
             "reloadSignal": _signal_schema("Signal sent on reload when onReload is signal (default SIGHUP)."),
             "critical": {"type": "boolean", "default": _MODEL_DEFAULTS["critical"],
                          "description": "When it ends for good, the supervisor stops everything and exits."},
+            "output": {"type": "string", "enum": list(OUTPUT_MODES),
+                       "description": "How this program's output lines are written: prefixed (name | line), raw "
+                                      "(as is, HAProxy's way) or json; default: the supervisor's --output."},
             "dependsOn": _names_schema("Programs that must be running before this one starts; stopped in "
                                        "reverse order.", CRD_MAX_DEPENDS_ON,
                                        "Name of another program of this ProgramSet."),

@@ -310,7 +310,7 @@ class _Checker:
         in a pod spec: YAML turned what looked like text into a number (``010`` is 8, ``1e3`` 1000.0).
         """
         if isinstance(value, bool) or not isinstance(value, str | int) or (isinstance(value, int) and not numeric_ok):
-            hint = f"; quote it: \"{value}\"" if isinstance(value, int | float) else ""
+            hint = f"; quote it: \"{value}\"" if isinstance(value, int | float) and not isinstance(value, bool) else ""
             self.fail(path, f"expected a string, got {value!r}{hint}")
             return None
         text = str(value)
