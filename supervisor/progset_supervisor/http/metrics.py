@@ -233,6 +233,13 @@ class ProgsetCollector:
         for result in ("success", "failure"):
             reloads.add_metric([result], float(master.reload_results[result]))
         yield reloads
+        dropped = CounterMetricFamily(_name("output_dropped_lines"), "Output lines of the program dropped because "
+                                      "the supervisor's stdout/stderr was not read (a stalled log pipe); "
+                                      "never blocking on it keeps the supervisor running.", labels=["program"])
+        counts = master.sink.dropped_lines()
+        for name in dict.fromkeys([*master.programs, *counts]):
+            dropped.add_metric([name], float(counts.get(name, 0)))
+        yield dropped
         config = master.config
         if config is not None:
             info = GaugeMetricFamily(_name("config_info"), "The loaded configuration: where it came from "
