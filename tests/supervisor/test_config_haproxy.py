@@ -461,7 +461,8 @@ def test_notice_warning_and_diag_are_accepted():
     ("program a\n command x\n frobnicate\n",
      "h.cfg:3: unknown keyword 'frobnicate' in 'program' section; known keywords: command, user, group, option, "
      "restart, on-reload, reload-signal, stop-signal, stop-timeout, backoff-initial, backoff-max, backoff-reset, "
-     "env, directory, umask, critical, depends-on"),
+     "env, directory, umask, critical, depends-on, depends-on-condition, notify, notify-access, watchdog, "
+     "readiness-|liveness-|startup- http|tcp|exec|options"),
     ("program a\n user x\n", "h.cfg:1: program section 'a' lacks a command to launch; add a 'command <argv...>' line"),
     ("program a\n command x\n command y\n",
      "h.cfg:3: 'command' is already set for program 'a' at h.cfg:2; a program has one command (HAProxy silently "
@@ -481,10 +482,11 @@ def test_notice_warning_and_diag_are_accepted():
      "h.cfg:3: 'option' expects exactly one argument (quote it if it contains spaces), got 2; usage: "
      "[no] option start-on-reload"),
     ("program a\n command x\n no user root\n",
-     "h.cfg:3: 'no user' is not supported: only 'no option start-on-reload' and 'no critical' take a 'no' prefix"),
+     "h.cfg:3: 'no user' is not supported: only 'no option start-on-reload', 'no critical' and 'no notify' take a "
+     "'no' prefix"),
     ("program a\n command x\n default option start-on-reload\n",
-     "h.cfg:3: 'default option' is not supported: only 'no option start-on-reload' and 'no critical' take a 'no' "
-     "prefix"),
+     "h.cfg:3: 'default option' is not supported: only 'no option start-on-reload', 'no critical' and 'no notify' "
+     "take a 'no' prefix"),
     ("program a\n command\n", "h.cfg:2: 'command' expects a command with optional arguments separated in words, "
                               "e.g. 'command /usr/bin/app --flag'"),
     ("program a\n command x\n env ONLY\n", "h.cfg:3: 'env' expects exactly 2 arguments, got 1; usage: env NAME value"),
@@ -554,7 +556,8 @@ program b
         "all.cfg:3 (restart): must be one of always, on-failure, never; got 'sometimes'",
         "all.cfg:4: unknown keyword 'bogus' in 'program' section; known keywords: command, user, group, option, "
         "restart, on-reload, reload-signal, stop-signal, stop-timeout, backoff-initial, backoff-max, backoff-reset, "
-        "env, directory, umask, critical, depends-on",
+        "env, directory, umask, critical, depends-on, depends-on-condition, notify, notify-access, watchdog, "
+        "readiness-|liveness-|startup- http|tcp|exec|options",
         "all.cfg:5: program section 'a' already exists (first at all.cfg:1)",
         "all.cfg:7: program section 'b' lacks a command to launch; add a 'command <argv...>' line",
         "all.cfg:9: '.if' block is never closed: add '.endif'",

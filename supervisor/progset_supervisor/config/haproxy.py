@@ -22,6 +22,7 @@ from .errors import ConfigError, Problem
 from .haproxy_cond import ConditionError, eval_condition
 from .haproxy_tokens import TokenError, Tokens, tokenize
 from .model import Config, Path, _closest, config_from_spec
+from .probes import LEVELS
 
 SECTION_KEYWORDS = frozenset({
     "global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist", "mailers",
@@ -57,8 +58,24 @@ KEYWORDS: dict[str, _Keyword] = {
     "umask": _Keyword(1, 1, "umask 0022", "umask"),
     "critical": _Keyword(0, 0, "[no] critical", "critical"),
     "depends-on": _Keyword(1, None, "depends-on db cache", None),
+    # Health (see probes.py): one check type keyword per level, its timings on '<level>-options'.
+    "depends-on-condition": _Keyword(2, 2, "depends-on-condition db started|ready", None),
+    "notify": _Keyword(0, 0, "[no] notify", "notify"),
+    "notify-access": _Keyword(1, 1, "notify-access main|all", "notifyAccess"),
+    "watchdog": _Keyword(1, 1, "watchdog 30s", "watchdogSeconds"),
 }
-NEGATABLE = ("option", "critical")
+for _level in LEVELS:
+    KEYWORDS[f"{_level}-http"] = _Keyword(1, None, f"{_level}-http <port> [</path>] [host <ip>] [scheme http|https] "
+                                          "[header <name> <value>]...", _level)
+    KEYWORDS[f"{_level}-tcp"] = _Keyword(1, 3, f"{_level}-tcp <port> [host <ip>]", _level)
+    KEYWORDS[f"{_level}-exec"] = _Keyword(1, None, f"{_level}-exec /usr/bin/check --flag", _level)
+    KEYWORDS[f"{_level}-options"] = _Keyword(
+        2, None, f"{_level}-options [initial-delay <time>] [period <time>] [timeout <time>] "
+        "[success-threshold <n>] [failure-threshold <n>]", f"{_level} options")
+NEGATABLE = ("option", "critical", "notify")
+# The check keywords are listed once for all levels, not nine times.
+KNOWN_KEYWORDS = ", ".join([*(k for k in KEYWORDS if not k.startswith(LEVELS)),
+                            "readiness-|liveness-|startup- http|tcp|exec|options"])
 BACKOFF_FIELDS = ("initialSeconds", "maxSeconds", "resetAfterSeconds")
 # What a user who knows the ProgramSet YAML (or supervisord) is likely to type instead.
 ALIASES = {
@@ -177,8 +194,8 @@ class _Reader:
             if tokens.issues:
                 self.fail(number, tokens.issues[0])
             elif prefix and (prefix == "default" or keyword not in NEGATABLE):
-                self.fail(number, f"'{prefix} {keyword}' is not supported: only 'no option start-on-reload' "
-                          "and 'no critical' take a 'no' prefix")
+                self.fail(number, f"'{prefix} {keyword}' is not supported: only 'no option start-on-reload', "
+                          "'no critical' and 'no notify' take a 'no' prefix")
             else:
                 self.program_keyword(number, keyword, words[1:], negated)
         elif keyword == "command" and not prefix:  # in a section progset skips
@@ -276,7 +293,7 @@ class _Reader:
         if spec is None:
             hint = ALIASES.get(keyword.lower()) or _closest(keyword, list(KEYWORDS))
             self.fail(number, f"unknown keyword '{keyword}' in 'program' section"
-                      + (f"; did you mean '{hint}'?" if hint else f"; known keywords: {', '.join(KEYWORDS)}"))
+                      + (f"; did you mean '{hint}'?" if hint else f"; known keywords: {KNOWN_KEYWORDS}"))
             return
         if not spec.min_args <= len(args) <= (spec.max_args if spec.max_args is not None else len(args)):
             self.fail(number, _arity_message(keyword, spec, len(args)))
@@ -411,11 +428,86 @@ def _add_depends(program: _Program, spec: _Keyword, args: list[str], line: int, 
         depends.append(name)
 
 
+def _set_notify(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    program.spec["notify"] = not negated
+    program.lines[("notify",)] = line
+
+
+def _add_condition(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    conditions = program.spec.setdefault("dependsOnCondition", {})
+    program.lines.setdefault(("dependsOnCondition",), line)
+    if args[0] in conditions:
+        raise ValueError(f"the condition for '{args[0]}' is already set for program '{program.name}'")
+    conditions[args[0]] = args[1]
+    program.lines[("dependsOnCondition", args[0])] = line
+
+
+def _set_probe(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    """``<level>-http|tcp|exec``: the check's type and target; its timings come from ``<level>-options``."""
+    assert spec.field is not None
+    level, kind = spec.field, spec.usage.split(None, 1)[0].rsplit("-", 1)[1]
+    probe = program.spec.setdefault(level, {})
+    program.lines.setdefault((level,), line)
+    program.lines[(level, kind)] = line
+    if kind == "exec":
+        probe[kind] = {"command": list(args)}
+        return
+    action: dict[str, Any] = {"port": args[0]}
+    probe[kind] = action
+    rest = args[1:]
+    if kind == "http" and rest and rest[0].startswith("/"):
+        action["path"], rest = rest[0], rest[1:]
+    while rest:
+        option = rest[0]
+        if option == "host" and len(rest) >= 2:
+            action["host"], rest = rest[1], rest[2:]
+        elif option == "scheme" and kind == "http" and len(rest) >= 2:
+            action["scheme"], rest = rest[1], rest[2:]
+        elif option == "header" and kind == "http" and len(rest) >= 3:
+            action.setdefault("headers", []).append({"name": rest[1], "value": rest[2]})
+            rest = rest[3:]
+        else:
+            known = "host <ip>" + (", scheme http|https, header <name> <value>" if kind == "http" else "")
+            raise ValueError(f"'{spec.usage.split(None, 1)[0]}': unexpected '{option}' (or its value is missing); "
+                             f"options are {known}; usage: {spec.usage}")
+
+
+_PROBE_OPTIONS = {"initial-delay": "initialDelaySeconds", "period": "periodSeconds", "timeout": "timeoutSeconds",
+                  "success-threshold": "successThreshold", "failure-threshold": "failureThreshold"}
+
+
+def _set_probe_options(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    """``<level>-options period 5s timeout 1s failure-threshold 3``: Kubernetes' timing fields, kebab-case."""
+    assert spec.field is not None
+    level = spec.field.split()[0]
+    probe = program.spec.setdefault(level, {})
+    program.lines.setdefault((level,), line)
+    if len(args) % 2:
+        raise ValueError(f"'{level}-options' takes pairs of option and value; usage: {spec.usage}")
+    for option, value in zip(args[::2], args[1::2], strict=True):
+        key = _PROBE_OPTIONS.get(option)
+        if key is None:
+            hint = _closest(option, list(_PROBE_OPTIONS))
+            raise ValueError(f"unknown '{level}-options' option '{option}'"
+                             + (f"; did you mean '{hint}'?" if hint else f"; options: {', '.join(_PROBE_OPTIONS)}"))
+        if key in probe:
+            raise ValueError(f"'{option}' is given twice")
+        if key.endswith("Threshold"):
+            if not value.isdigit():
+                raise ValueError(f"'{option}' expects a whole number of at least 1, got '{value}'")
+            probe[key] = int(value)
+        else:
+            probe[key] = parse_time(value)
+        program.lines[(level, key)] = line
+
+
 _Handler = Callable[[_Program, _Keyword, list[str], int, bool], None]
 _HANDLERS: dict[str, _Handler] = {
     "command": _set_command, "option": _set_option, "stop-timeout": _set_time, "backoff-initial": _set_time,
     "backoff-max": _set_time, "backoff-reset": _set_time, "env": _add_env, "critical": _set_critical,
-    "depends-on": _add_depends,
+    "depends-on": _add_depends, "notify": _set_notify, "watchdog": _set_time, "depends-on-condition": _add_condition,
+    **{f"{level}-{kind}": _set_probe for level in LEVELS for kind in ("http", "tcp", "exec")},
+    **{f"{level}-options": _set_probe_options for level in LEVELS},
 }
 
 

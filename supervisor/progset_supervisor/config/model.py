@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from .errors import ConfigError, Problem
+from .probes import DEPENDENCY_CONDITIONS, LEVELS, NOTIFY_ACCESS, Probe, probe_from_spec
 
 API_VERSION = "progset.io/v1alpha1"
 KIND = "ProgramSet"
@@ -50,7 +51,8 @@ Locator = Callable[[Path], str]
 
 PROGRAM_KEYS = frozenset({
     "name", "command", "env", "workingDir", "umask", "user", "group", "restart", "backoff",
-    "stopSignal", "stopTimeoutSeconds", "onReload", "reloadSignal", "critical", "dependsOn", "output",
+    "stopSignal", "stopTimeoutSeconds", "onReload", "reloadSignal", "critical", "dependsOn",
+    "dependsOnCondition", "readiness", "liveness", "startup", "notify", "notifyAccess", "watchdogSeconds", "output",
 })
 OUTPUT_MODES: tuple[str, ...] = ("prefixed", "raw", "json")
 BACKOFF_KEYS = frozenset({"initialSeconds", "maxSeconds", "resetAfterSeconds"})
@@ -116,10 +118,35 @@ class Program(NamedTuple):
     critical: bool = False
     depends_on: tuple[str, ...] = ()
     output: str | None = None  # "prefixed", "raw" or "json"; None: the supervisor's --output
+    # Health (see ``probes``): checks run by the supervisor, and sd_notify readiness the program reports.
+    depends_on_condition: tuple[tuple[str, str], ...] = ()  # (dependency, "started"|"ready"), explicit ones
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    startup: Probe | None = None
+    notify: bool = False
+    notify_access: str = "main"
+    watchdog_seconds: float = 0.0
 
     @property
     def effective_reload_signal(self) -> str:
         return self.reload_signal or DEFAULT_RELOAD_SIGNAL
+
+    @property
+    def has_readiness_source(self) -> bool:
+        """Whether "running" and "ready" differ for this program: a readiness check or sd_notify."""
+        return self.readiness is not None or self.notify
+
+    def probes(self) -> tuple[tuple[str, Probe], ...]:
+        """The configured checks as (level, probe), in LEVELS order."""
+        return tuple((level, probe) for level, probe in zip(LEVELS, (self.readiness, self.liveness, self.startup),
+                                                            strict=True) if probe is not None)
+
+    def condition_for(self, dependency: str) -> str | None:
+        """The explicit ``dependsOnCondition`` for ``dependency``; None: ready if it has a readiness source."""
+        for name, condition in self.depends_on_condition:
+            if name == dependency:
+                return condition
+        return None
 
     def definition(self) -> tuple[object, ...]:
         """What the running process was made from; a change here forces a restart on reload.
@@ -127,8 +154,12 @@ class Program(NamedTuple):
         ``onReload``, ``restart``, ``backoff``, stop settings, ``critical`` and ``dependsOn`` only steer
         how the supervisor treats the process, so changing them alone never bounces a running program
         (a user switching ``restart`` to ``keep`` must not restart the program they want to keep).
+        Checks are not part of it either (a changed check is re-planned on the running process);
+        ``notify`` and ``watchdogSeconds`` are, because they are the process's ``NOTIFY_SOCKET`` and
+        ``WATCHDOG_USEC``, which it read at start.
         """
-        return (self.command, self.env, self.working_dir, self.umask, self.user, self.group)
+        return (self.command, self.env, self.working_dir, self.umask, self.user, self.group, self.notify,
+                self.watchdog_seconds)
 
     def to_spec(self) -> dict[str, Any]:
         """The fully defaulted camelCase form, as the operator renders it."""
@@ -160,6 +191,15 @@ class Program(NamedTuple):
             spec["reloadSignal"] = self.effective_reload_signal
         if self.output is not None:
             spec["output"] = self.output
+        # The health fields are written only when set, so configs without them keep their hash.
+        if self.depends_on_condition:
+            spec["dependsOnCondition"] = dict(self.depends_on_condition)
+        for level, probe in self.probes():
+            spec[level] = probe.to_spec()
+        if self.notify:
+            spec["notify"] = True
+            spec["notifyAccess"] = self.notify_access
+            spec["watchdogSeconds"] = self.watchdog_seconds
         return spec
 
 
@@ -494,6 +534,7 @@ def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | No
     output = raw.get("output")
     if output is not None:
         output = check.choice(output, (*path, "output"), OUTPUT_MODES)
+    health = _health_from_spec(raw, path, check, depends)
 
     if len(check.problems) != before:
         return None
@@ -514,7 +555,45 @@ def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | No
         critical=bool(critical),
         depends_on=tuple(depends),
         output=output,
+        **health,
     )
+
+
+def _health_from_spec(raw: Mapping[str, Any], path: Path, check: _Checker, depends: list[str]) -> dict[str, Any]:
+    """The checks, sd_notify settings and dependency conditions of one program (see ``probes``)."""
+    health: dict[str, Any] = {}
+    for level in LEVELS:
+        if raw.get(level) is not None:
+            health[level] = probe_from_spec(raw[level], (*path, level), check, level)
+    notify = raw.get("notify", False)
+    if not isinstance(notify, bool):
+        check.fail((*path, "notify"), f"expected true or false, got {notify!r}")
+    health["notify"] = notify is True
+    for key in ("notifyAccess", "watchdogSeconds"):
+        if raw.get(key) is not None and notify is not True:
+            check.fail((*path, key), f"{key} only applies with notify: true (the program reports over "
+                       "NOTIFY_SOCKET); set notify: true or remove it")
+    if raw.get("notifyAccess") is not None:
+        health["notify_access"] = check.choice(raw["notifyAccess"], (*path, "notifyAccess"), NOTIFY_ACCESS)
+    if raw.get("watchdogSeconds") is not None:
+        health["watchdog_seconds"] = check.number(raw["watchdogSeconds"], (*path, "watchdogSeconds"))
+    conditions = raw.get("dependsOnCondition")
+    if conditions is not None:
+        cpath = (*path, "dependsOnCondition")
+        if not isinstance(conditions, Mapping):
+            check.fail(cpath, "dependsOnCondition must map dependency names to started or ready, "
+                       "e.g. {db: started}")
+        else:
+            pairs = []
+            for name, condition in conditions.items():
+                if name not in depends:
+                    check.fail((*cpath, str(name)), f"dependsOnCondition names '{name}', which is not in "
+                               "dependsOn; add it there")
+                value = check.choice(condition, (*cpath, str(name)), DEPENDENCY_CONDITIONS)
+                if value is not None:
+                    pairs.append((str(name), value))
+            health["depends_on_condition"] = tuple(sorted(pairs))
+    return health
 
 
 def _check_graph(programs: Sequence[Program], paths: Mapping[str, Path], check: _Checker) -> None:
