@@ -30,7 +30,7 @@ from .render import prompt_clock
 
 if TYPE_CHECKING:
     from ..core.master import Master
-    from .server import CliServer
+    from .server import CliServer, Listener
     from .sockets import SocketSpec
 
 READ_CHUNK = 64 * 1024
@@ -88,7 +88,10 @@ class Session:
         self.in_handler = False
         self.early_reply: Reply | None = None
         self.scheduled = False
+        # Progress, not traffic: a completed command or a fully delivered answer. A byte trickled in
+        # (or read out) every second used to reset this forever and held a connection slot for good.
         self.last_activity = self.loop.time()
+        self.listener: Listener | None = None  # the server's Listener this client came through (its own limit)
         self._set_reading(True)
 
     # -- reading ----------------------------------------------------------------------------------
@@ -113,7 +116,6 @@ class Session:
             self.read_closed = True
             self._set_reading(False)
         else:
-            self.last_activity = self.loop.time()
             self.inbuf += data
             if len(self.inbuf) >= INPUT_BACKLOG:
                 self._set_reading(False)
@@ -150,6 +152,7 @@ class Session:
         else:
             command = bytes(self.inbuf[:end])
             del self.inbuf[:end + 1]
+        self.last_activity = self.loop.time()
         self._execute(command)
         if not (self.closed or self.closing or self.pending):
             if len(self.inbuf) < INPUT_BACKLOG and len(self.outbuf) <= OUTPUT_HIGH:
@@ -340,7 +343,8 @@ class Session:
             if sent <= 0:
                 break
             del self.outbuf[:sent]
-            self.last_activity = self.loop.time()
+            if not self.outbuf:
+                self.last_activity = self.loop.time()
         if self.outbuf:
             if not self.writing:
                 self.loop.add_writer(self.fd, self._on_writable)
@@ -361,9 +365,11 @@ class Session:
 
     # -- lifetime ---------------------------------------------------------------------------------
     def check_idle(self, now: float) -> None:
-        """Called by the server's sweep: close a client that neither sent nor read for the idle timeout.
+        """Called by the server's sweep: close a client that made no progress for the timeout.
 
-        A client waiting for its own ``stop``/``reload`` answer is not idle. (One sweep timer for all
+        Progress is a complete command or a fully read answer, so the timeout is a total deadline
+        for each line and each answer, whatever trickles meanwhile. A client waiting for its own
+        ``stop``/``reload`` answer is not idle. (One sweep timer for all
         clients rather than a timer each: a connect/close flood must not pile up timers.)
         """
         if not self.closed and not self.pending and now - self.last_activity >= self.server.idle_timeout:
