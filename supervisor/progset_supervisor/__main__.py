@@ -93,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.metrics_address != "off":
             from .http.server import start_http
             services.append(start_http(master, args.metrics_address))
+        if args.health_address != "off":
+            from .http.server import start_http
+
+            services.append(start_http(master, args.health_address, health_only=True))
     except (OSError, ValueError) as exc:
         log.alert(f"Cannot start: {exc}")
         return 1
