@@ -9,81 +9,17 @@ run (flooders reconnect the moment they are closed, the worst case), while a pro
 from __future__ import annotations
 
 import re
-import selectors
 import socket
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ..supervisor.helpers import program, programs_config
-from .tools import StallablePipe, assert_latency, http_get, record, start_supervisor, summary
+from .tools import Flood, StallablePipe, assert_latency, http_get, record, start_supervisor, summary
 
 PROBE_TIMEOUT = 1.0  # the kubelet's default timeoutSeconds
 FLOOD_SECONDS = 8.0
-
-
-class Flood:
-    """``count`` connections kept open to ``port``: each closed one is opened again at once;
-    ``feed(sock, n)`` is called for each connection every ``interval`` seconds, ``n`` counting from 0
-    per connection (None: idle)."""
-
-    def __init__(self, port: int, count: int, feed: Callable[[socket.socket, int], None] | None = None,
-                 interval: float = 0.5) -> None:
-        self.port, self.count, self.feed, self.interval = port, count, feed, interval
-        self.stop = threading.Event()
-        self.opened = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _connect(self, selector: selectors.BaseSelector) -> None:
-        sock = socket.socket()
-        sock.setblocking(False)
-        try:
-            sock.connect_ex(("127.0.0.1", self.port))
-            selector.register(sock, selectors.EVENT_READ, [0])
-            self.opened += 1
-        except OSError:
-            sock.close()
-
-    def _run(self) -> None:
-        selector = selectors.DefaultSelector()
-        for _ in range(self.count):
-            self._connect(selector)
-        next_feed = time.monotonic() + self.interval
-        while not self.stop.is_set():
-            for key, _ in selector.select(0.05):
-                sock = key.fileobj
-                try:
-                    data = sock.recv(4096)  # type: ignore[union-attr]
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    data = b""
-                if not data:  # closed by the server: the flooder comes straight back
-                    selector.unregister(sock)
-                    sock.close()  # type: ignore[union-attr]
-                    self._connect(selector)
-            if self.feed is not None and time.monotonic() >= next_feed:
-                next_feed += self.interval
-                for key in list(selector.get_map().values()):
-                    try:
-                        self.feed(key.fileobj, key.data[0])  # type: ignore[arg-type]
-                    except OSError:
-                        pass
-                    key.data[0] += 1
-        for key in list(selector.get_map().values()):
-            key.fileobj.close()  # type: ignore[union-attr]
-        selector.close()
-
-    def __enter__(self) -> Flood:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(10)
 
 
 def trickle(sock: socket.socket, n: int) -> None:

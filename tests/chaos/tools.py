@@ -8,16 +8,18 @@ shared and loaded, while the failure these tests exist for is a loop that does n
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import os
+import selectors
 import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 GOAL_SECONDS = 0.1  # the issue's goal for CLI and /healthz answers
@@ -79,6 +81,70 @@ class StallablePipe:
                 os.close(fd)
             except OSError:
                 pass
+
+
+class Flood:
+    """``count`` connections kept open to ``port``: each closed one is opened again at once;
+    ``feed(sock, n)`` is called for each connection every ``interval`` seconds, ``n`` counting from 0
+    per connection (None: idle)."""
+
+    def __init__(self, address: int | str, count: int, feed: Callable[[socket.socket, int], None] | None = None,
+                 interval: float = 0.5) -> None:
+        """``address``: a TCP port on 127.0.0.1, or a Unix socket path."""
+        self.address, self.count, self.feed, self.interval = address, count, feed, interval
+        self.stop = threading.Event()
+        self.opened = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _connect(self, selector: selectors.BaseSelector) -> None:
+        unix = isinstance(self.address, str)
+        sock = socket.socket(socket.AF_UNIX if unix else socket.AF_INET)
+        sock.setblocking(False)
+        try:
+            if sock.connect_ex(self.address if unix else ("127.0.0.1", self.address)) not in (0, errno.EINPROGRESS):
+                raise OSError("connect failed")
+            selector.register(sock, selectors.EVENT_READ, [0])
+            self.opened += 1
+        except OSError:
+            sock.close()
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        for _ in range(self.count):
+            self._connect(selector)
+        next_feed = time.monotonic() + self.interval
+        while not self.stop.is_set():
+            for key, _ in selector.select(0.05):
+                sock = key.fileobj
+                try:
+                    data = sock.recv(4096)  # type: ignore[union-attr]
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:  # closed by the server: the flooder comes straight back
+                    selector.unregister(sock)
+                    sock.close()  # type: ignore[union-attr]
+                    self._connect(selector)
+            if self.feed is not None and time.monotonic() >= next_feed:
+                next_feed += self.interval
+                for key in list(selector.get_map().values()):
+                    try:
+                        self.feed(key.fileobj, key.data[0])  # type: ignore[arg-type]
+                    except OSError:
+                        pass
+                    key.data[0] += 1
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        selector.close()
+
+    def __enter__(self) -> Flood:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
 
 
 def start_supervisor(config: Path, args: Sequence[str], stdout: int | None, stderr: int | None) -> subprocess.Popen:
