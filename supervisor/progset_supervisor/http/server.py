@@ -245,7 +245,9 @@ class HttpServer:
         try:
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.listener.bind(sockaddr)
-            self.listener.listen(128)
+            # A deep backlog: under a connection flood a probe's SYN must wait in the queue, not be
+            # dropped (a dropped SYN is retried after 1 s: the kubelet's whole default timeout).
+            self.listener.listen(1024)
         except OSError:
             self.listener.close()
             raise
