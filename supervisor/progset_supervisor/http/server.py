@@ -256,10 +256,25 @@ class HttpServer:
                                  batch=ACCEPT_BATCH, pause=ACCEPT_RETRY_SECONDS)
 
     # -- connections ------------------------------------------------------------------------------
+    def _make_room(self) -> None:
+        """Close the connection that has waited longest for its request head, to let a newcomer in.
+
+        It is read once first: a probe whose request has arrived but whose turn in this loop
+        iteration has not come yet is answered, not reset (under a flood the listener is often
+        served before the connections in the same iteration). Bounded: a few candidates per accept.
+        """
+        for _ in range(8):
+            if len(self.connections) < self.max_connections or not self.reading:
+                return
+            oldest = next(iter(self.reading))
+            oldest._on_readable()
+            if not oldest.closed and oldest in self.reading:
+                self.evicted += 1
+                oldest.close()
+
     def _on_connection(self, sock: socket.socket) -> None:
-        if len(self.connections) >= self.max_connections and self.reading:
-            self.evicted += 1
-            next(iter(self.reading)).close()  # the longest wait for a request head gives way
+        if len(self.connections) >= self.max_connections:
+            self._make_room()
         if len(self.connections) < self.max_connections:
             self.connections.add(Connection(self, sock))
         elif len(self.busy) < self.max_connections:
