@@ -83,7 +83,7 @@ def test_entrypoint_is_the_packaged_command_and_the_default_command_parses(name:
     if name == "supervisor":
         from progset_supervisor.__main__ import parse_args
 
-        assert parse_args(command).config == "/etc/progset"
+        assert parse_args(command).config == ["/etc/progset"]
     else:
         from progset_operator.__main__ import options_from, parser
 

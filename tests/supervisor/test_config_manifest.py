@@ -234,7 +234,7 @@ def test_hidden_files_and_unknown_extensions_are_ignored(tmp_path):
 
 def test_empty_directory(tmp_path):
     assert path_problems(tmp_path) == [
-        f"{tmp_path}: directory holds no config file (*.yaml, *.yml, *.json, *.cfg, *.conf)"]
+        f"{tmp_path}: directory holds no config file (*.cfg, *.yaml, *.yml, *.json)"]
 
 
 def test_missing_path(tmp_path):

@@ -51,6 +51,7 @@ class CliServer:
         self.maxconn = maxconn
         self.idle_timeout = idle_timeout
         self.sessions: set[Session] = set()
+        self._listener_of: dict[Session, Listener] = {}  # for each client, the socket whose limit it counts in
         self.listeners: list[Listener] = []
         self.sweep_interval = min(1.0, max(0.05, idle_timeout / 4))
         self._sweep_timer: Timer | None = None
@@ -85,9 +86,9 @@ class CliServer:
                 self._reject(conn, limit)
                 return
             session = Session(self, conn, listener.spec)
-            session.listener = listener
             listener.sessions += 1
             self.sessions.add(session)
+            self._listener_of[session] = listener
             self._arm_sweep()
         except Exception as exc:  # never let one connection take the loop down
             self.master.log.alert(f"Master CLI: cannot serve a new connection: {exc}")
@@ -122,10 +123,10 @@ class CliServer:
         conn.close()
 
     def forget(self, session: Session) -> None:
-        if session in self.sessions:
-            self.sessions.discard(session)
-            if session.listener is not None:
-                session.listener.sessions -= 1
+        self.sessions.discard(session)
+        listener = self._listener_of.pop(session, None)
+        if listener is not None:
+            listener.sessions -= 1
 
     def close(self) -> None:
         """Stop listening, remove our socket files, disconnect every client."""

@@ -1,21 +1,28 @@
-"""Entry point for loading ``-f CONFIG``: a file in any of the three syntaxes, or a directory.
+"""Entry point for loading ``-f CONFIG`` (repeatable): files in any of the three syntaxes, or directories.
 
 A directory is what the kubelet mounts for a ConfigMap: each key is a file (behind the ``..data``
-symlink it swaps atomically). Every visible file with a known extension is loaded, in name order,
-and their programs are merged; the same program name in two files is an error.
+symlink it swaps atomically), or HAProxy's ``conf.d``. Every visible ``*.cfg`` (HAProxy's rule) and
+``*.yaml``/``*.yml``/``*.json`` file is loaded, in name order. As in HAProxy, all ``-f`` are read in the
+order given, and the HAProxy-syntax files among them are one configuration: ``global``'s ``setenv`` in
+the first file is seen by the next ones. Programs are merged; the same program name twice is an error.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, Problem
 from .model import Config, Path
 
+if TYPE_CHECKING:
+    from .haproxy_version import HAProxyTarget
+
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 HAPROXY_SUFFIXES = (".cfg", ".conf")
+DIRECTORY_SUFFIXES = (*YAML_SUFFIXES, ".cfg")  # HAProxy reads only *.cfg of a directory
 
 
 def load_text(text: str, filename: str, *, check_references: bool = True) -> Config:
@@ -86,12 +93,14 @@ def _not_a_file(path: str) -> str | None:
 
 
 def scan_directory(directory: str) -> tuple[list[str], list[str]]:
-    """Config files of ``directory`` (visible, known extension, sorted) and notes on entries skipped.
+    """Config files of ``directory`` (visible ``*.cfg``, ``*.yaml``, ``*.yml``, ``*.json``, sorted) and notes
+    on entries skipped.
 
     Hidden entries (the kubelet's ``..data``, ``..2026_...``) and regular files of other extensions (a
-    README) are skipped silently. A broken symlink, FIFO or subdirectory is skipped with a note (a
-    warning in the log) when its name has another extension, and is an error when its name says it
-    is a config file: ``api.yaml`` that cannot be read must not mean "no programs from api.yaml".
+    README, HAProxy skips a ``conf.d/README.conf`` as well) are skipped silently. A broken symlink, FIFO
+    or subdirectory is skipped with a note (a warning in the log) when its name has another extension,
+    and is an error when its name says it is a config file: ``api.yaml`` that cannot be read must not
+    mean "no programs from api.yaml".
     """
     try:
         names = sorted(os.listdir(directory))
@@ -105,7 +114,7 @@ def scan_directory(directory: str) -> tuple[list[str], list[str]]:
             continue
         path = os.path.join(directory, name)
         why = _not_a_file(path)
-        if name.endswith(YAML_SUFFIXES + HAPROXY_SUFFIXES):
+        if name.endswith(DIRECTORY_SUFFIXES):
             if why is None:
                 files.append(path)
             else:
@@ -129,46 +138,85 @@ NO_PROGRAMS = ("the configuration defines no programs (an empty or comment-only 
 
 
 def load_path(path: str | os.PathLike[str], *, allow_no_programs: bool = False) -> Config:
-    """Load ``-f``: one file, or every config file of a directory merged in name order.
+    """Load one ``-f``: a file, or every config file of a directory merged in name order."""
+    return load_paths([os.fspath(path)], allow_no_programs=allow_no_programs)
 
-    A result without programs is an error unless the config says ``programs: []`` or
-    ``allow_no_programs`` (``--allow-no-programs``) is given: see :data:`NO_PROGRAMS`.
+
+def expand_paths(paths: Sequence[str], notes: list[str] | None = None) -> list[str]:
+    """The files ``-f`` names, in HAProxy's order: each ``-f`` in turn, a directory's files in name order.
+
+    What a directory holds that is skipped with a note (see :func:`scan_directory`) goes to ``notes``.
     """
-    target = os.fspath(path)
-    if not os.path.exists(target):
-        raise ConfigError(Problem(target, "no such file or directory"))
-    read: list[tuple[str, bytes]] = []
+    files: list[str] = []
+    problems: list[Problem] = []
+    for target in paths:
+        if not os.path.exists(target):
+            problems.append(Problem(target, "no such file or directory"))
+        elif os.path.isdir(target):
+            try:
+                found, skipped = scan_directory(target)
+                if notes is not None:
+                    notes.extend(skipped)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            if not found:
+                problems.append(Problem(target, "directory holds no config file (*.cfg, *.yaml, *.yml, *.json)"))
+            files.extend(found)
+        else:
+            files.append(target)
+    if problems:
+        raise ConfigError(problems)
+    return files
+
+
+def load_paths(paths: Sequence[str], *, environ: Mapping[str, str] | None = None,
+               target: HAProxyTarget | None = None, allow_no_programs: bool = False) -> Config:
+    """Load every ``-f`` as one configuration (see the module docstring); ``environ`` and ``target`` go
+    to the HAProxy-syntax loader (``"${VAR}"``, ``.if``).
+
+    A result without programs is an error unless a file says ``programs: []`` or ``allow_no_programs``
+    (``--allow-no-programs``) is given: see :data:`NO_PROGRAMS`.
+    """
     notes: list[str] = []
-    directory = os.path.isdir(target)
-    config = _load_directory(target, read, notes) if directory else load_text(_read(target, read), target)
-    if not config.programs and not config.no_programs_ok and not allow_no_programs:
-        raise ConfigError(Problem(target, NO_PROGRAMS))
-    config.fingerprint = fingerprint(read)
-    config.notes = notes
-    return config
-
-
-def _load_directory(target: str, read: list[tuple[str, bytes]], notes: list[str]) -> Config:
-    files, skipped = scan_directory(target)
-    notes.extend(skipped)
-    if not files:
-        raise ConfigError(Problem(target, "directory holds no config file (*.yaml, *.yml, *.json, *.cfg, "
-                                  "*.conf)"))
-    if len(files) == 1:
-        return load_text(_read(files[0], read), files[0])
-    configs: list[Config] = []
+    files = expand_paths(paths, notes)
+    read: list[tuple[str, bytes]] = []
+    texts: list[tuple[str, str]] = []
     problems: list[Problem] = []
     for file in files:
         try:
-            # references are checked once all files are merged: dependsOn may name another file's program
-            configs.append(load_text(_read(file, read), file, check_references=False))
+            texts.append((file, _read(file, read)))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    merged = merge_configs(configs, target)
-    merged.no_programs_ok = any(c.no_programs_ok for c in configs)
-    return merged
+    haproxy = [(name, text) for name, text in texts if not name.endswith(YAML_SUFFIXES)]
+    only_haproxy = len(haproxy) == len(texts)  # then the HAProxy load is the whole config: check it whole
+    configs: list[Config] = []
+    haproxy_config: Config | None = None
+    for name, text in texts:  # in file order; the HAProxy files load together, where the first one is
+        try:
+            if not name.endswith(YAML_SUFFIXES):
+                if name == haproxy[0][0]:
+                    from .haproxy import load_haproxy_files
+
+                    haproxy_config = load_haproxy_files(haproxy, environ, check_references=only_haproxy,
+                                                        target=target)
+                    configs.append(haproxy_config)
+            else:
+                configs.append(load_text(text, name, check_references=len(texts) == 1))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    config = configs[0] if len(configs) == 1 else merge_configs(configs, ", ".join(paths))
+    if haproxy_config is not None and len(configs) > 1:
+        config.messages, config.env_ops = haproxy_config.messages, haproxy_config.env_ops
+    if not config.programs and not allow_no_programs and not any(c.no_programs_ok for c in configs):
+        raise ConfigError(Problem(", ".join(paths), NO_PROGRAMS))
+    config.fingerprint = fingerprint(read)
+    config.notes = notes
+    return config
 
 
 def merge_configs(configs: list[Config], origin: str) -> Config:
@@ -203,4 +251,5 @@ def merge_configs(configs: list[Config], origin: str) -> Config:
             return origins[path[1]]
         return origin
 
-    return config_from_spec(spec, locate, origin=origin, source=sources[0] if sources else None)
+    # names were checked by each file's loader (HAProxy files keep HAProxy's names); only merging is checked here
+    return config_from_spec(spec, locate, origin=origin, source=sources[0] if sources else None, haproxy_names=True)

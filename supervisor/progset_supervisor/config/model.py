@@ -222,7 +222,8 @@ NO_SOURCE = Source()
 class Config:
     """A validated configuration: programs in order plus supervisor-wide settings."""
 
-    __slots__ = ("_hash", "config_map_name", "fingerprint", "no_programs_ok", "notes", "origin", "programs",
+    __slots__ = ("_hash", "config_map_name", "env_ops", "fingerprint", "messages", "no_programs_ok", "notes", "origin",
+                 "programs",
                  "ready_programs", "source")
 
     def __init__(self, programs: tuple[Program, ...] = (), ready_programs: tuple[str, ...] | None = None,
@@ -238,6 +239,10 @@ class Config:
         # (an emptied ConfigMap, a comment-only file); see ``loader.load_path``.
         self.no_programs_ok = False
         self.notes: list[str] = []  # what loading skipped and the log should say (``loader.scan_directory``)
+        # HAProxy syntax only: the .notice/.warning/.diag messages of the load (``haproxy.Message``), and
+        # global's setenv/presetenv/resetenv/unsetenv in order (``environment.apply_env_ops``).
+        self.messages: tuple[Any, ...] = ()
+        self.env_ops: tuple[tuple[str, ...], ...] = ()
         self._hash: str | None = None
 
     def __repr__(self) -> str:
@@ -408,7 +413,23 @@ def parse_umask(value: object) -> int:
     return mode
 
 
-def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | None:
+def kubernetes_name(name: str) -> str:
+    """The name a program written in HAProxy syntax gets where a Kubernetes name is needed (a ProgramSet):
+    lower case, every run of other characters than letters and digits becomes one ``-``, at most
+    :data:`NAME_MAX` characters (``spoe_agent`` -> ``spoe-agent``, ``Mirror.V2`` -> ``mirror-v2``)."""
+    mapped = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:NAME_MAX].strip("-")
+    return mapped or "program"
+
+
+def _valid_name(name: object, haproxy_names: bool) -> bool:
+    if not isinstance(name, str):
+        return False
+    if haproxy_names:  # HAProxy takes any word; only what cannot be printed on one line is refused
+        return bool(name) and name.isprintable() and not any(c.isspace() for c in name)
+    return len(name) <= NAME_MAX and bool(NAME_RE.fullmatch(name))
+
+
+def _program_from_spec(raw: object, path: Path, check: _Checker, haproxy_names: bool = False) -> Program | None:
     if not isinstance(raw, Mapping):
         check.fail(path, f"each program must be a mapping with at least name and command, got {raw!r}")
         return None
@@ -418,9 +439,12 @@ def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | No
     name = raw.get("name")
     if name is None:
         check.fail(path, "missing 'name'")
-    elif not isinstance(name, str) or len(name) > NAME_MAX or not NAME_RE.fullmatch(name):
+    elif haproxy_names and not _valid_name(name, True):
+        check.fail((*path, "name"), f"invalid program name {name!r}: a name is one word of printable characters")
+    elif not _valid_name(name, haproxy_names):
+        hint = f" (e.g. '{kubernetes_name(name)}')" if isinstance(name, str) else ""
         check.fail((*path, "name"), f"invalid program name {name!r}: use lower-case letters, digits and '-', "
-                   f"starting and ending with a letter or digit, at most {NAME_MAX} characters")
+                   f"starting and ending with a letter or digit, at most {NAME_MAX} characters{hint}")
 
     command = raw.get("command")
     argv: tuple[str, ...] = ()
@@ -628,13 +652,16 @@ def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str]:
 
 
 def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str = "",
-                     source: Source | None = None, check_references: bool = True) -> Config:
+                     source: Source | None = None, check_references: bool = True,
+                     haproxy_names: bool = False) -> Config:
     """Validate a ProgramSet ``spec`` mapping and build a :class:`Config`, or raise :class:`ConfigError`.
 
     ``locate`` turns a path inside the spec into a location text (file:line when the loader knows
     lines); by default the path itself is shown (``spec.programs[1].command``).
     ``check_references=False`` skips the checks that need the other programs (``dependsOn`` targets
     and cycles, ``readyPrograms`` names): for one file of a directory, whose merge is checked instead.
+    ``haproxy_names=True`` accepts program names as HAProxy does (any word: ``spoe_agent``, ``Mirror.V2``)
+    instead of the Kubernetes names a ProgramSet needs (see :func:`kubernetes_name`).
     """
     check = _Checker(locate or path_text)
     if not isinstance(spec, Mapping):
@@ -651,7 +678,7 @@ def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str
     if len(raw_programs) > MAX_PROGRAMS:
         check.fail(("programs",), f"too many programs ({len(raw_programs)} > {MAX_PROGRAMS})")
     for i, raw in enumerate(raw_programs):
-        program = _program_from_spec(raw, ("programs", i), check)
+        program = _program_from_spec(raw, ("programs", i), check, haproxy_names)
         name = raw.get("name") if isinstance(raw, Mapping) else None
         if isinstance(name, str) and name in paths:
             # Reported even when this entry has other errors, so one run shows every mistake.

@@ -1,46 +1,38 @@
-"""Prometheus metrics for ``/metrics``: a collector that reads the master's state at scrape time.
+"""Prometheus metrics for ``/metrics``: the master's state and each program's process tree, read at scrape time.
 
 Nothing is sampled between scrapes: each scrape walks the master's programs and the process tree of
 each running program. The process table is read in one pass over ``/proc`` (a parent-to-children map
 plus each process's ``stat``), so a scrape costs O(programs + processes); psutil's
 ``Process.children(recursive=True)`` per program would scan the whole process table once per program.
 
-This module imports ``prometheus_client`` (it pulls in ``http.server``, ``wsgiref`` and more: the
-supervisor's resident memory grows by 3 MB at its first scrape with 10 programs, 11 MB with 1000),
-so :mod:`.http` imports it only on the first ``/metrics`` request: a supervisor that is never scraped
-never pays for it.
-
-Metric names and meanings are documented in ``docs/metrics.md``; keep the two in step.
+The text is written by :mod:`.exposition`, not by ``prometheus_client`` (why: see there). Every
+value about the programs and the supervisor comes from the read model's snapshot
+(:func:`..core.status.snapshot`), the same values ``show proc``, ``show programs`` and ``/status`` show;
+only the process trees are read here.
+Metric names and meanings are documented in the README's metrics section; keep the two in step.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import re
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.utils import floatToGoString
-
 from ..core.program import State
+from ..core.status import ProgramStatus, SupervisorStatus, snapshot
+from .exposition import CONTENT_TYPE, Family, label_value, labels, number
 
 if TYPE_CHECKING:
     from ..core.master import Master
-    from ..core.program import Supervised
 
 PREFIX = "progset"
-# The classic format text_format() writes (recent prometheus_client CONTENT_TYPE_LATEST says version=1.0.0).
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 STATES: tuple[State, ...] = tuple(State)
 PROC = "/proc"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Fields of /proc/PID/stat after "(comm)", counted from 0 (proc(5) numbers them from 3).
-STATE, PPID, UTIME, STIME, CUTIME, CSTIME, NUM_THREADS, RSS = 0, 1, 11, 12, 13, 14, 17, 21
+S_STATE, S_PPID, S_UTIME, S_STIME, S_CUTIME, S_CSTIME, S_THREADS, S_START, S_VSIZE, S_RSS = (
+    0, 1, 11, 12, 13, 14, 17, 19, 20, 21)
 
 
 class TreeUsage:
@@ -64,10 +56,10 @@ class TreeUsage:
         total does not drop when a worker exits.
         """
         self.processes += 1
-        self.cpu_user += (int(stat[UTIME]) + int(stat[CUTIME])) / CLOCK_TICKS
-        self.cpu_system += (int(stat[STIME]) + int(stat[CSTIME])) / CLOCK_TICKS
-        self.resident_bytes += int(stat[RSS]) * PAGE_SIZE
-        self.threads += int(stat[NUM_THREADS])
+        self.cpu_user += (int(stat[S_UTIME]) + int(stat[S_CUTIME])) / CLOCK_TICKS
+        self.cpu_system += (int(stat[S_STIME]) + int(stat[S_CSTIME])) / CLOCK_TICKS
+        self.resident_bytes += int(stat[S_RSS]) * PAGE_SIZE
+        self.threads += int(stat[S_THREADS])
         try:
             self.open_fds += len(os.listdir(f"{proc}/{pid}/fd"))
         except OSError:  # exited meanwhile, or runs as another user and we are not root
@@ -105,9 +97,9 @@ def process_tree_usage(roots: dict[str, int], proc: str = PROC) -> dict[str, Tre
         if entry.isdigit():
             pid = int(entry)
             stat = read_stat(pid, proc)
-            if stat is not None and len(stat) > RSS:
+            if stat is not None and len(stat) > S_RSS:
                 table[pid] = stat
-                children.setdefault(int(stat[PPID]), []).append(pid)
+                children.setdefault(int(stat[S_PPID]), []).append(pid)
     usage: dict[str, TreeUsage] = {}
     for name, root in roots.items():
         tree = usage[name] = TreeUsage()
@@ -119,7 +111,7 @@ def process_tree_usage(roots: dict[str, int], proc: str = PROC) -> dict[str, Tre
                 continue
             seen.add(pid)
             stat = table[pid]
-            if stat[STATE] != b"Z":  # a zombie holds no memory; its CPU time goes to its parent when reaped
+            if stat[S_STATE] != b"Z":  # a zombie holds no memory; its CPU time goes to its parent when reaped
                 tree.add(pid, stat, proc)
             stack.extend(children.get(pid, ()))
     return usage
@@ -152,184 +144,179 @@ class CpuCounter:
         return self.base[0] + user, self.base[1] + system
 
 
-def _name(suffix: str) -> str:
-    return f"{PREFIX}_{suffix}"
+def _family(suffix: str, kind: str, help_text: str) -> Family:
+    return Family(f"{PREFIX}_{suffix}" + ("_total" if kind == "counter" else ""), kind, help_text)
 
 
-class ProgsetCollector:
-    """Reads ``master`` on each ``collect()``; registered with ``auto_describe=False`` so that
-    registering it does not run a scrape."""
-
-    def __init__(self, master: Master) -> None:
-        self.master = master
-        self._cpu: dict[str, CpuCounter] = {}
-
-    def collect(self) -> Iterator[Metric]:
-        master = self.master
-        programs = list(master.programs.values())
-        label = ["program"]
-
-        up = GaugeMetricFamily(_name("program_up"), "1 if the program is RUNNING, else 0.", labels=label)
-        state = GaugeMetricFamily(_name("program_state"), "Current state of the program: 1 for the series of "
-                                  "its state, 0 for the others.", labels=["program", "state"])
-        start = GaugeMetricFamily(_name("program_start_time_seconds"), "Unix time the program's current process "
-                                  "started; absent while no process runs.", labels=label)
-        backoff = GaugeMetricFamily(_name("program_backoff_seconds"), "Seconds left before the next restart "
-                                    "attempt while in BACKOFF, else 0.", labels=label)
-        restarts = CounterMetricFamily(_name("program_restarts"), "Automatic restarts after the program "
-                                       "exited (not counting starts by command or reload).", labels=label)
-        exits = CounterMetricFamily(_name("program_exits"), "Exits of the program's process, by reason (exit "
-                                    "or signal) and exit code (128+N for signal N).",
-                                    labels=["program", "reason", "code"])
-        last_exit = GaugeMetricFamily(_name("program_last_exit_code"), "Exit code of the program's last exit "
-                                      "(128+N for signal N); absent until it first exits.", labels=label)
-        for supervised in programs:
-            name = supervised.name
-            current = supervised.state
-            up.add_metric([name], 1.0 if current is State.RUNNING else 0.0)
-            for each in STATES:
-                state.add_metric([name, each.value], 1.0 if each is current else 0.0)
-            instance = supervised.instance
-            if instance is not None and instance.alive:
-                start.add_metric([name], instance.started_wall)
-            backoff.add_metric([name], supervised.backoff_remaining())
-            restarts.add_metric([name], float(supervised.restarts))
-            for (reason, code), count in sorted(supervised.exits.items()):
-                exits.add_metric([name, reason, str(code)], float(count))
-            if supervised.last_exit is not None:
-                last_exit.add_metric([name], float(supervised.last_exit.code))
-        yield from (up, state, start, backoff, restarts, exits, last_exit)
-        yield from self._process_trees(programs)
-        yield from self._supervisor(master)
-
-    def _process_trees(self, programs: list[Supervised]) -> Iterator[Metric]:
-        roots = {s.name: s.pid for s in programs if s.pid is not None}
-        usage = process_tree_usage(roots)
-        label = ["program"]
-        cpu = CounterMetricFamily(_name("program_cpu_seconds"), "CPU time of the program's process tree (the "
-                                  "program and its descendants, including reaped ones), by mode, summed over "
-                                  "the program's restarts.", labels=["program", "mode"])
-        rss = GaugeMetricFamily(_name("program_resident_memory_bytes"), "Sum of the resident memory of the "
-                                "processes in the program's process tree.", labels=label)
-        fds = GaugeMetricFamily(_name("program_open_fds"), "Open file descriptors in the program's process tree.",
-                                labels=label)
-        threads = GaugeMetricFamily(_name("program_threads"), "Threads in the program's process tree.",
-                                    labels=label)
-        processes = GaugeMetricFamily(_name("program_processes"), "Processes in the program's process tree.",
-                                      labels=label)
-        self._cpu = {s.name: self._cpu.get(s.name) or CpuCounter() for s in programs}  # forget removed programs
-        for name, tree in usage.items():
-            user, system = self._cpu[name].update(roots[name], tree.cpu_user, tree.cpu_system)
-            cpu.add_metric([name, "user"], user)
-            cpu.add_metric([name, "system"], system)
-            rss.add_metric([name], float(tree.resident_bytes))
-            fds.add_metric([name], float(tree.open_fds))
-            threads.add_metric([name], float(tree.threads))
-            processes.add_metric([name], float(tree.processes))
-        yield from (cpu, rss, fds, threads, processes)
-
-    def _supervisor(self, master: Master) -> Iterator[Metric]:
-        reloads = CounterMetricFamily(_name("reloads"), "Configuration reloads, by result.", labels=["result"])
-        for result in ("success", "failure"):
-            reloads.add_metric([result], float(master.reload_results[result]))
-        yield reloads
-        dropped = CounterMetricFamily(_name("output_dropped_lines"), "Output lines of the program dropped because "
-                                      "the supervisor's stdout/stderr was not read (a stalled log pipe); "
-                                      "never blocking on it keeps the supervisor running.", labels=["program"])
-        counts = master.sink.dropped_lines()
-        for name in dict.fromkeys([*master.programs, *counts]):
-            dropped.add_metric([name], float(counts.get(name, 0)))
-        yield dropped
-        config = master.config
-        if config is not None:
-            info = GaugeMetricFamily(_name("config_info"), "The loaded configuration: where it came from "
-                                     "(namespace/name@generation of a rendered ProgramSet, else the file) "
-                                     "and its content hash. Always 1.", labels=["source", "hash"])
-            info.add_metric([str(config.source) or config.origin, config.hash], 1.0)  # cached on the Config
-            yield info
-        last = master.last_reload_time if master.last_reload_time is not None else master.started_wall
-        yield GaugeMetricFamily(_name("last_reload_timestamp_seconds"), "Unix time of the last configuration "
-                                "load or reload attempt, successful or not (the start-up load counts).",
-                                value=last)
+UP = _family("program_up", "gauge", "1 if the program is RUNNING, else 0.")
+STATE = _family("program_state", "gauge", "Current state of the program: 1 for the series of its state, 0 for the "
+                "others.")
+START = _family("program_start_time_seconds", "gauge", "Unix time the program's current process started; absent "
+                "while no process runs.")
+BACKOFF = _family("program_backoff_seconds", "gauge", "Seconds left before the next restart attempt while in "
+                  "BACKOFF, else 0.")
+RESTARTS = _family("program_restarts", "counter", "Automatic restarts after the program exited (not counting "
+                   "starts by command or reload).")
+EXITS = _family("program_exits", "counter", "Exits of the program's process, by reason (exit or signal) and exit "
+                "code (128+N for signal N).")
+LAST_EXIT = _family("program_last_exit_code", "gauge", "Exit code of the program's last exit (128+N for signal N); "
+                    "absent until it first exits.")
+CPU = _family("program_cpu_seconds", "counter", "CPU time of the program's process tree (the program and its "
+              "descendants, including reaped ones), by mode, summed over the program's restarts.")
+RSS = _family("program_resident_memory_bytes", "gauge", "Sum of the resident memory of the processes in the "
+              "program's process tree.")
+FDS = _family("program_open_fds", "gauge", "Open file descriptors in the program's process tree.")
+THREADS = _family("program_threads", "gauge", "Threads in the program's process tree.")
+PROCESSES = _family("program_processes", "gauge", "Processes in the program's process tree.")
+DROPPED = _family("output_dropped_lines", "counter", "Output lines of the program dropped because the supervisor's "
+                  "stdout/stderr was not read (a stalled log pipe); never blocking on it keeps the supervisor "
+                  "running.")
+RELOADS = _family("reloads", "counter", "Configuration reloads, by result.")
+CONFIG_INFO = _family("config_info", "gauge", "The loaded configuration: where it came from (namespace/name@generation "
+                      "of a rendered ProgramSet, else the file) and its content hash. Always 1.")
+LAST_RELOAD = _family("last_reload_timestamp_seconds", "gauge", "Unix time of the last configuration load or "
+                      "reload attempt, successful or not (the start-up load counts).")
+# The supervisor's own process, under the names and help texts of prometheus_client's ProcessCollector.
+OWN_VIRTUAL = _family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.")
+OWN_RESIDENT = _family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
+OWN_START = _family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.")
+OWN_CPU = _family("process_cpu_seconds", "counter", "Total user and system CPU time spent in seconds.")
+OWN_FDS = _family("process_open_fds", "gauge", "Number of open file descriptors.")
+OWN_MAX_FDS = _family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
+FAMILIES = (UP, STATE, START, BACKOFF, RESTARTS, EXITS, LAST_EXIT, CPU, RSS, FDS, THREADS, PROCESSES, DROPPED, RELOADS,
+            CONFIG_INFO, LAST_RELOAD, OWN_VIRTUAL, OWN_RESIDENT, OWN_START, OWN_CPU, OWN_FDS, OWN_MAX_FDS)
+HEADERS = {family: family.header() for family in FAMILIES}
+# ',state="X"} ' for each state, in the order the series are written.
+STATE_LABELS = tuple((state, f',state="{state.value}"}} ') for state in STATES)
+ONE, ZERO = number(1.0), number(0.0)
 
 
-def _label_value(value: str) -> str:
-    if "\\" in value or "\n" in value or '"' in value:
-        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
-    return value
-
-
-class _Unusual(Exception):
-    """A family :func:`text_format` does not write itself."""
-
-
-def text_format(families: list[Metric]) -> bytes:
-    """The Prometheus text format (0.0.4) of ``families``, byte for byte what prometheus_client's
-    ``generate_latest`` writes for them, in about half the time.
-
-    Why not ``generate_latest`` itself: it validates and escapes every metric and label name of every
-    sample, which is most of the cost of a scrape at a few thousand samples (200 programs), and the
-    scrape runs on the loop that restarts programs. Here each name is checked once. Families it treats
-    specially (histograms, ``_created`` samples, timestamps, names outside the classic character set)
-    are left to it, so the output never differs; a test compares the two on tricky input.
-    """
+def boot_time(proc: str = PROC) -> float | None:
+    """``btime`` of ``/proc/stat``: the supervisor's start time is counted from it."""
     try:
-        return _text_format(families)
-    except _Unusual:
-        return generate_latest(_Families(families))
-
-
-def _text_format(families: list[Metric]) -> bytes:
-    out: list[str] = []
-    orders: dict[tuple[str, ...], list[str]] = {}  # label names as given -> sorted, once checked
-    for metric in families:
-        if metric.type not in ("gauge", "counter") or not LEGACY_NAME.match(metric.name):
-            raise _Unusual
-        name = metric.name + "_total" if metric.type == "counter" else metric.name
-        help_text = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        out.append(f"# HELP {name} {help_text}\n# TYPE {name} {metric.type}\n")
-        for sample in metric.samples:
-            if sample.name != name or sample.timestamp is not None:
-                raise _Unusual
-            labels = sample.labels
-            if not labels:
-                out.append(f"{name} {floatToGoString(sample.value)}\n")
-                continue
-            keys = tuple(labels)
-            order = orders.get(keys)
-            if order is None:
-                if not all(LEGACY_NAME.match(k) for k in keys):
-                    raise _Unusual
-                order = orders[keys] = sorted(keys)
-            text = ",".join(f'{k}="{_label_value(labels[k])}"' for k in order)
-            out.append(f"{name}{{{text}}} {floatToGoString(sample.value)}\n")
-    return "".join(out).encode()
-
-
-class _Families:
-    """Already collected families, as a collector ``generate_latest`` accepts."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> list[Metric]:
-        return self.families
+        with open(f"{proc}/stat", "rb") as stat:
+            for line in stat:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 class Exporter:
-    """The collectors for one master and the rendering of a scrape."""
+    """Renders a scrape of one master; keeps what must survive between scrapes (the CPU counters)."""
 
-    def __init__(self, master: Master) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ProgsetCollector(master))  # type: ignore[arg-type]
-        # The supervisor's own process (CPU, memory, fds, start time) as progset_process_*.
-        ProcessCollector(namespace=PREFIX, registry=self.registry)
+    def __init__(self, master: Master, proc: str = PROC) -> None:
+        self.master = master
+        self.proc = proc
+        self._cpu: dict[str, CpuCounter] = {}
+        self._boot_time = boot_time(proc)
 
     def render(self) -> tuple[bytes, str]:
         """Body and Content-Type, always the classic text format.
 
-        Not OpenMetrics, even though Prometheus asks for it first: prometheus_client's OpenMetrics
-        writer takes about 2.5 times as long, and nothing here needs what OpenMetrics adds (exemplars,
-        ``_created``, units); Prometheus accepts the text format as well.
+        Not OpenMetrics, even though Prometheus asks for it first: nothing here needs what OpenMetrics
+        adds (exemplars, ``_created``, units), and Prometheus accepts the text format as well.
         """
-        return text_format(list(self.registry.collect())), CONTENT_TYPE
+        out: list[str] = []
+        status = snapshot(self.master)
+        facts = status.programs
+        self._programs(out, facts)
+        self._process_trees(out, facts)
+        self._dropped(out, facts)
+        self._supervisor(out, status)
+        self._own_process(out)
+        return "".join(out).encode(), CONTENT_TYPE
+
+    @staticmethod
+    def _programs(out: list[str], facts: tuple[ProgramStatus, ...]) -> None:
+        rows = [(f, f'{{program="{label_value(f.name)}"}} ') for f in facts]  # with each program's label set
+        out.append(HEADERS[UP])
+        out.extend(f"{UP.name}{label}{ONE if f.state is State.RUNNING else ZERO}\n" for f, label in rows)
+        out.append(HEADERS[STATE])
+        for f, label in rows:
+            inner = label[:-2]  # without '} '
+            out.extend(f"{STATE.name}{inner}{suffix}{ONE if state is f.state else ZERO}\n"
+                       for state, suffix in STATE_LABELS)
+        out.append(HEADERS[START])
+        out.extend(f"{START.name}{label}{number(f.started)}\n"
+                   for f, label in rows if f.started is not None)
+        out.append(HEADERS[BACKOFF])
+        out.extend(f"{BACKOFF.name}{label}{number(f.backoff_seconds)}\n" for f, label in rows)
+        out.append(HEADERS[RESTARTS])
+        out.extend(f"{RESTARTS.name}{label}{number(f.restarts)}\n" for f, label in rows)
+        out.append(HEADERS[EXITS])
+        for f in facts:
+            for (reason, code), count in sorted(f.exits.items()):
+                out.append(f"{EXITS.name}{labels(program=f.name, reason=reason, code=str(code))} {number(count)}\n")
+        out.append(HEADERS[LAST_EXIT])
+        out.extend(f"{LAST_EXIT.name}{label}{number(f.last_exit.code)}\n"
+                   for f, label in rows if f.last_exit is not None)
+
+    def _process_trees(self, out: list[str], facts: tuple[ProgramStatus, ...]) -> None:
+        roots = {f.name: f.pid for f in facts if f.pid is not None}
+        usage = process_tree_usage(roots, self.proc)
+        self._cpu = {f.name: self._cpu.get(f.name) or CpuCounter() for f in facts}  # forget removed programs
+        program = {name: f'{{program="{label_value(name)}"}} ' for name in usage}
+        out.append(HEADERS[CPU])
+        for name, tree in usage.items():
+            user, system = self._cpu[name].update(roots[name], tree.cpu_user, tree.cpu_system)
+            escaped = label_value(name)
+            out.append(f'{CPU.name}{{mode="user",program="{escaped}"}} {number(user)}\n'
+                       f'{CPU.name}{{mode="system",program="{escaped}"}} {number(system)}\n')
+        for family, field in ((RSS, "resident_bytes"), (FDS, "open_fds"), (THREADS, "threads"),
+                              (PROCESSES, "processes")):
+            out.append(HEADERS[family])
+            out.extend(f"{family.name}{program[name]}{number(getattr(tree, field))}\n" for name, tree in usage.items())
+
+    def _dropped(self, out: list[str], facts: tuple[ProgramStatus, ...]) -> None:
+        """Every program (0 until a line is dropped), and removed programs that had lines dropped."""
+        counts = self.master.sink.dropped_lines()
+        out.append(HEADERS[DROPPED])
+        out.extend(f'{DROPPED.name}{{program="{label_value(name)}"}} {number(counts.get(name, 0))}\n'
+                   for name in dict.fromkeys([*(f.name for f in facts), *counts]))
+
+    @staticmethod
+    def _supervisor(out: list[str], status: SupervisorStatus) -> None:
+        out.append(HEADERS[RELOADS])
+        for result in ("success", "failure"):
+            out.append(f'{RELOADS.name}{{result="{result}"}} {number(status.reload_results.get(result, 0))}\n')
+        if status.config_hash is not None:
+            out.append(HEADERS[CONFIG_INFO])
+            source = status.config_source or status.config_origin
+            out.append(f"{CONFIG_INFO.name}{labels(source=source, hash=status.config_hash)} {ONE}\n")
+        last = status.last_reload if status.last_reload is not None else status.started
+        out.append(f"{HEADERS[LAST_RELOAD]}{LAST_RELOAD.name} {number(last)}\n")
+
+    def _own_process(self, out: list[str]) -> None:
+        """The supervisor's own process, as prometheus_client's ProcessCollector reports it."""
+        if self._boot_time is None:
+            return
+        stat = read_stat(os.getpid(), self.proc)
+        if stat is not None and len(stat) > S_RSS:
+            cpu = (int(stat[S_UTIME]) + int(stat[S_STIME])) / CLOCK_TICKS
+            start = int(stat[S_START]) / CLOCK_TICKS + self._boot_time
+            for family, value in ((OWN_VIRTUAL, float(stat[S_VSIZE])), (OWN_RESIDENT, int(stat[S_RSS]) * PAGE_SIZE),
+                                  (OWN_START, start), (OWN_CPU, cpu)):
+                out.append(f"{HEADERS[family]}{family.name} {number(value)}\n")
+        try:
+            fds = len(os.listdir(f"{self.proc}/{os.getpid()}/fd"))
+        except OSError:
+            return
+        out.append(f"{HEADERS[OWN_FDS]}{OWN_FDS.name} {number(fds)}\n")
+        soft = max_open_files(self.proc)
+        if soft is not None:
+            out.append(f"{HEADERS[OWN_MAX_FDS]}{OWN_MAX_FDS.name} {number(soft)}\n")
+
+
+def max_open_files(proc: str = PROC) -> float | None:
+    """The soft ``Max open files`` limit from ``/proc/self/limits`` (``unlimited`` is +Inf)."""
+    try:
+        with open(f"{proc}/{os.getpid()}/limits", "rb") as limits:
+            for line in limits:
+                if line.startswith(b"Max open file"):
+                    soft = line.split()[3]
+                    return math.inf if soft == b"unlimited" else float(soft)
+    except OSError:
+        pass
+    return None
