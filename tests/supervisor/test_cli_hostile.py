@@ -106,8 +106,9 @@ def test_socket_mode_and_no_leftovers_whatever_the_umask() -> None:
 
 def test_show_programs_with_no_programs() -> None:
     with socket_dir() as directory, CliSupervisor(directory, "programs: []\n", ["master.sock"]) as sup:
-        assert sup.text("show programs") == ("#<name> <state> <pid> <uptime> <restarts> <last-exit> <backoff> "
-                                             "<on-reload>\n\n")  # the header, then the blank line ending it
+        answer = sup.text("show programs")
+        assert answer.startswith("#<name> <state> <pid> ")
+        assert answer.count("\n") == 2  # the header, then the blank line ending the answer
 
 
 def test_a_trickled_line_counts_from_its_first_byte_even_between_commands() -> None:
