@@ -100,7 +100,8 @@ class Session:
         self.in_handler = False
         self.early_reply: Reply | None = None
         self.scheduled = False
-        # Progress, not traffic: a completed command or a fully delivered answer. A byte trickled in
+        # Progress, not traffic: a command arriving complete or an answer fully delivered (running the
+        # backlog of commands a client sent long ago is not new progress). A byte trickled in
         # (or read out) every second used to reset this forever and held a connection slot for good.
         self.last_activity = self.loop.time()
         self._set_reading(True)
@@ -127,6 +128,8 @@ class Session:
             self.read_closed = True
             self._set_reading(False)
         else:
+            if b"\n" in data or b";" in data:
+                self.last_activity = self.loop.time()  # a command arrived complete: progress
             self.inbuf += data
             if len(self.inbuf) >= INPUT_BACKLOG:
                 self._set_reading(False)
@@ -163,7 +166,6 @@ class Session:
         else:
             command = bytes(self.inbuf[:end])
             del self.inbuf[:end + 1]
-        self.last_activity = self.loop.time()
         self._execute(command)
         if not (self.closed or self.closing or self.pending):
             if len(self.inbuf) < INPUT_BACKLOG and len(self.outbuf) <= OUTPUT_HIGH:
