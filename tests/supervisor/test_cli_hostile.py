@@ -107,7 +107,7 @@ def test_socket_mode_and_no_leftovers_whatever_the_umask() -> None:
 def test_show_programs_with_no_programs() -> None:
     with socket_dir() as directory, CliSupervisor(directory, "programs: []\n", ["master.sock"]) as sup:
         answer = sup.text("show programs")
-        assert answer.startswith("#<name> <state> <pid> ")
+        assert answer.startswith("#<name> <state> ")
         assert answer.count("\n") == 2  # the header, then the blank line ending the answer
 
 
