@@ -120,7 +120,9 @@ def main(wheels: str, requirements: str, prefix: str) -> int:
                                           f"../lib/{version}/site-packages\n")
     for name, module in SCRIPTS.items():
         script = bin_dir / name
-        script.write_text(f"#!{python}\nimport sys\nfrom {module} import main\nsys.exit(main())\n")
+        # -u: output unbuffered, -B: no bytecode writes (read-only root filesystems): the bundle's
+        # isolated interpreter ignores PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE from the image.
+        script.write_text(f"#!{python} -uB\nimport sys\nfrom {module} import main\nsys.exit(main())\n")
         script.chmod(0o755)
     compileall.compile_dir(str(stdlib), quiet=1, workers=0)
     return 0

@@ -33,6 +33,8 @@ import pytest
 
 from tests.supervisor.helpers import Lines
 
+from .podlike import wait_http
+
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = os.environ.get("CONTAINER_ENGINE", "docker")
 TEST_LABEL = "io.progset.test=1"
@@ -233,6 +235,20 @@ class Container:
 
     def wait_for(self, pattern: str, timeout: float = 60, **kwargs: int) -> list[re.Match[str]]:
         return self.output.wait_for(pattern, timeout=timeout, **kwargs)
+
+    def wait_http(self, port: int, path: str, timeout: float = 90) -> None:
+        """:func:`podlike.wait_http`, failing with the container's output (and at once if it exited)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                wait_http(port, path, timeout=min(5.0, max(0.1, deadline - time.monotonic())))
+                return
+            except AssertionError as exc:
+                running = self.state().get("Running")
+                if not running or time.monotonic() >= deadline:
+                    why = "exited" if not running else "timed out"
+                    raise AssertionError(f"{exc} ({why}); container output:\n"
+                                         + "\n".join(self.output.lines[-40:])) from None
 
     def exec(self, *args: str, user: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         options = ["--user", user] if user else []

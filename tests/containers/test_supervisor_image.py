@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .engine import build_derived, container, run
-from .podlike import configmap_volume, empty_dir, http_body, wait_http
+from .podlike import configmap_volume, empty_dir, http_body
 
 # The pod of examples/workload-sidecar.yaml: uid/gid 1000, fsGroup 1000 (a supplementary group of
 # every container), a read-only root filesystem, no capabilities.
@@ -53,7 +53,7 @@ def test_pid1_with_a_configmap_dir_a_shared_socket_a_reload_and_a_clean_stop(
                "-v", f"{config}:/etc/progset:ro", "-v", f"{run_dir}:/var/run/progset"]
     with container(supervisor_image, "-f", "/etc/progset", "-S", SOCKET_ARG,
                    "--metrics-address", f"127.0.0.1:{free_port}", options=options) as sup:
-        wait_http(free_port, "/readyz")
+        sup.wait_http(free_port, "/readyz")
         assert "progset-supervisor" in sup.exec("cat", "/proc/1/cmdline").stdout  # PID 1 is the supervisor
         sup.wait_for(r"web v1 up")
 
@@ -69,7 +69,7 @@ def test_pid1_with_a_configmap_dir_a_shared_socket_a_reload_and_a_clean_stop(
         sup.wait_for(r"Loading success\.", count=2)
         code, out = progsetctl(supervisor_image, run_dir, "1001:1001", [FS_GROUP], "show", "programs")
         assert code == 0 and "cache" in out, out
-        wait_http(free_port, "/readyz")
+        sup.wait_http(free_port, "/readyz")
 
         exited, took = sup.stop(grace=20)
         assert exited.code == 0, exited.logs
@@ -154,7 +154,7 @@ def test_an_image_from_the_supervisor_image_runs_haproxy_reloaded_by_signal(
     metrics = free_port + 1 if free_port < 65535 else free_port - 1
     with container(image, "-S", SOCKET_ARG, "--metrics-address", f"127.0.0.1:{metrics}",
                    options=["--network", "host", *HARDENED, *RUN_DIR, "-v", f"{app}:/etc/haproxy-app:ro"]) as sup:
-        wait_http(free_port, "/")
+        sup.wait_http(free_port, "/")
         assert http_body(free_port, "/") == "v1"
         before = sup.exec("progsetctl", "show", "proc").stdout
         (app / "haproxy.cfg").write_text(HAPROXY_CFG.format(port=free_port, version="v2"))
