@@ -35,8 +35,8 @@ from pathlib import Path
 
 import psutil
 
-from progset_supervisor.http import METRICS_REUSE_SECONDS
-from progset_supervisor.metrics import process_tree_usage
+from progset_supervisor.http.metrics import process_tree_usage
+from progset_supervisor.http.server import METRICS_REUSE_SECONDS
 
 
 def config_text(count: int) -> str:

@@ -29,7 +29,7 @@ from tools import PROJECT, Progset
 
 sys.path.insert(0, str(PROJECT / "supervisor"))
 from progset_supervisor.config import load_path
-from progset_supervisor.spawn import spawn
+from progset_supervisor.core.spawn import spawn
 
 
 def best_ms(action: Callable[[], object], repeats: int) -> float:

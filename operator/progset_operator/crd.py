@@ -30,6 +30,15 @@ from progset_supervisor.config.model import (
     Program,
     signal_names,
 )
+from progset_supervisor.config.probes import (
+    DEPENDENCY_CONDITIONS,
+    LEVELS,
+    MAX_HEADERS,
+    MAX_THRESHOLD,
+    NOTIFY_ACCESS,
+    SCHEMES,
+    Probe,
+)
 
 from .status import RENDERED, VALID
 
@@ -107,6 +116,87 @@ def _backoff_schema() -> dict[str, Any]:
     }
 
 
+_PROBE_DEFAULTS: dict[str, Any] = Probe(kind="tcp", port=1).to_spec()
+_LEVEL_MEANING = {
+    "readiness": "Until it passes (successThreshold times in a row) the program is not ready: dependents with "
+                 "condition ready wait, /readyz fails. Failing again only marks it not ready.",
+    "liveness": "failureThreshold failures in a row restart the program through its backoff (reason liveness).",
+    "startup": "Runs first; liveness and readiness start once it passed. failureThreshold failures in a row "
+               "restart the program (reason startup).",
+}
+
+
+def _probe_schema(level: str) -> dict[str, Any]:
+    """One check (Kubernetes' probe fields and defaults, with progset's exec/http/tcp names)."""
+    def port() -> dict[str, Any]:  # fresh dicts: a shared one would be dumped as a YAML anchor
+        return {"type": "integer", "minimum": 1, "maximum": 65535, "description": "TCP port on host."}
+
+    def host() -> dict[str, Any]:
+        return {"type": "string", "default": _PROBE_DEFAULTS["tcp"]["host"], "maxLength": 45,
+                "description": "IP address to connect to (names are not resolved); default 127.0.0.1."}
+
+    def seconds(key: str, description: str, exclusive: bool = True) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "number", "minimum": 0, "default": _PROBE_DEFAULTS[key],
+                                  "description": description}
+        if exclusive:
+            schema["exclusiveMinimum"] = True
+        return schema
+
+    def threshold(key: str, description: str) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 1, "maximum": MAX_THRESHOLD, "default": _PROBE_DEFAULTS[key],
+                "description": description}
+
+    rules = [{"rule": "(has(self.exec) ? 1 : 0) + (has(self.http) ? 1 : 0) + (has(self.tcp) ? 1 : 0) == 1",
+              "message": "a check needs exactly one of exec, http, tcp"}]
+    if level != "readiness":
+        rules.append({"rule": "!has(self.successThreshold) || self.successThreshold == 1",
+                      "message": "successThreshold must be 1 for liveness and startup checks"})
+    return {
+        "type": "object",
+        "description": f"{level.capitalize()} check. {_LEVEL_MEANING[level]}",
+        "properties": {
+            "exec": {"type": "object", "required": ["command"], "description": "Run a command as the program's "
+                     "user, environment and working directory; exit code 0 is a success.",
+                     "properties": {"command": {"type": "array", "minItems": 1, "maxItems": MAX_ARGS,
+                                                "items": {"type": "string"}}}},
+            "http": {"type": "object", "required": ["port"], "description": "HTTP GET; a 2xx or 3xx status is "
+                     "a success.", "properties": {
+                         "port": port(), "host": host(),
+                         "path": {"type": "string", "pattern": "^/[^ \\r\\n]*$", "default": "/"},
+                         "scheme": {"type": "string", "enum": list(SCHEMES), "default": "HTTP"},
+                         "headers": {"type": "array", "maxItems": MAX_HEADERS, "items": {
+                             "type": "object", "required": ["name"],
+                             "properties": {"name": {"type": "string", "pattern": "^[!-9;-~]+$"},
+                                            "value": {"type": "string", "default": ""}}}}}},
+            "tcp": {"type": "object", "required": ["port"], "description": "TCP connect; an accepted "
+                    "connection is a success.", "properties": {"port": port(), "host": host()}},
+            "initialDelaySeconds": seconds("initialDelaySeconds", "Wait after the start before the first check.",
+                                           exclusive=False),
+            "periodSeconds": seconds("periodSeconds", "Time between checks."),
+            "timeoutSeconds": seconds("timeoutSeconds", "A check that takes longer fails (exec: killed)."),
+            "successThreshold": threshold("successThreshold", "Successes in a row to pass."),
+            "failureThreshold": threshold("failureThreshold", "Failures in a row to fail."),
+        },
+        "x-kubernetes-validations": rules,
+    }
+
+
+def _health_properties() -> dict[str, Any]:
+    return {
+        **{level: _probe_schema(level) for level in LEVELS},
+        "notify": {"type": "boolean", "description": "Give the program NOTIFY_SOCKET (systemd's sd_notify): it "
+                   "is ready when it sends READY=1."},
+        "notifyAccess": {"type": "string", "enum": list(NOTIFY_ACCESS), "description": "Who may notify: the "
+                         "main process only (main, the default) or any process of the program (all)."},
+        "watchdogSeconds": {"type": "number", "minimum": 0, "description": "With notify: WATCHDOG_USEC for "
+                            "the program; no WATCHDOG=1 within it counts as a liveness failure. 0: none."},
+        "dependsOnCondition": {"type": "object", "maxProperties": CRD_MAX_DEPENDS_ON,
+                               "additionalProperties": {"type": "string", "enum": list(DEPENDENCY_CONDITIONS)},
+                               "description": "Per dependency: wait until it is started or ready. Default: "
+                                              "ready when it has a readiness check or notify, else started."},
+    }
+
+
 def program_schema() -> dict[str, Any]:
     """The schema of one entry of ``spec.programs``."""
     return {
@@ -159,8 +249,13 @@ def program_schema() -> dict[str, Any]:
             "dependsOn": _names_schema("Programs that must be running before this one starts; stopped in "
                                        "reverse order.", CRD_MAX_DEPENDS_ON,
                                        "Name of another program of this ProgramSet."),
+            **_health_properties(),
         },
         "x-kubernetes-validations": [
+            {"rule": "(!has(self.notifyAccess) && !has(self.watchdogSeconds)) || (has(self.notify) && self.notify)",
+             "message": "notifyAccess and watchdogSeconds only apply with notify: true"},
+            {"rule": "!has(self.dependsOnCondition) || self.dependsOnCondition.all(k, has(self.dependsOn) && "
+                     "k in self.dependsOn)", "message": "dependsOnCondition must name programs of dependsOn"},
             {"rule": "!has(self.reloadSignal) || (has(self.onReload) && self.onReload == 'signal')",
              "message": "reloadSignal only applies with onReload: signal"},
             {"rule": "!has(self.dependsOn) || !(self.name in self.dependsOn)",

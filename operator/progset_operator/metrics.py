@@ -14,6 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.process_collector import ProcessCollector
 
 RESULTS = ("created", "updated", "unchanged", "invalid", "conflict", "error")
+# What the injection webhook did with a labelled pod (admission.py): wired it, found it wired already,
+# admitted it uninjected with the reason in an annotation (failurePolicy Ignore), or refused it (Fail).
+INJECTIONS = ("injected", "unchanged", "annotated", "refused")
 
 
 class Metrics:
@@ -33,8 +36,23 @@ class Metrics:
         self.repairs = Counter(
             "progset_operator_configmap_repairs", "Rendered ConfigMaps restored after someone edited or "
             "deleted them.", registry=self.registry)
+        self.injections = Counter(
+            "progset_operator_injections", "Labelled pods the injection webhook saw, by outcome: injected, "
+            "unchanged (already wired), annotated (admitted uninjected, failurePolicy Ignore) or refused.",
+            ["result"], registry=self.registry)
+        self.uninjected = Gauge(
+            "progset_operator_uninjected_pods", "Pods labelled progset.io/programset that run without the "
+            "progset sidecar (the webhook was not called, failed, or could not wire them).", registry=self.registry)
+        self.uninjected_seen = Counter(
+            "progset_operator_uninjected_pods_seen", "Pods labelled progset.io/programset found without the "
+            "progset sidecar since the operator started (one Warning event each).", registry=self.registry)
+        self.certificate_renewals = Counter(
+            "progset_operator_webhook_certificate_renewals", "Self-signed webhook certificates the operator "
+            "created or renewed (kept in its Secret).", registry=self.registry)
         for result in RESULTS:
             self.reconciles.labels(result=result)
+        for result in INJECTIONS:
+            self.injections.labels(result=result)
         self.set_programsets(valid=0, invalid=0)
 
     def set_programsets(self, *, valid: int, invalid: int) -> None:

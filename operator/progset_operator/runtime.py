@@ -19,6 +19,7 @@ from .kube import KubeClient, load_configuration
 from .metrics import Metrics
 from .reconciler import Reconciler
 from .render import MANAGED_BY_LABEL, MANAGER
+from .webhook import WebhookOptions, register_webhook
 
 ANNOTATION_PREFIX = GROUP
 
@@ -34,6 +35,8 @@ class Options:
     metrics_address: str = "0.0.0.0"
     kubeconfig: str | None = None
     peering: str | None = None
+    # Serve the sidecar injection webhook (and watch labelled pods); None: no webhook.
+    webhook: WebhookOptions | None = None
 
     @property
     def clusterwide(self) -> bool:
@@ -92,6 +95,8 @@ def build(options: Options) -> Operator:
     register(registry, reconciler, config)
     settings = kopf.OperatorSettings()
     configure(settings, options)
+    if options.webhook is not None:
+        register_webhook(registry, settings, client, metrics, options.webhook)
     return Operator(options=options, registry=registry, settings=settings, reconciler=reconciler,
                     metrics=metrics, client=client)
 

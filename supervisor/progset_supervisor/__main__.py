@@ -10,16 +10,18 @@ import gc
 import os
 import resource
 import sys
+from typing import Any
 
 from . import _early  # noqa: F401  (_early first: it guards start-up against reload signals)
 from .cmdline import parse_args
-from .config import ConfigError, load_path
-from .libc import libc
-from .log import Logger
-from .loop import Loop
-from .master import Master, Options
-from .output import OutputSink
-from .watch import ConfigWatcher, WatchError
+from .config import ConfigError
+from .config.haproxy_version import parse_target
+from .core.master import Master, Options
+from .core.watch import ConfigWatcher, WatchError
+from .runtime.libc import libc
+from .runtime.log import Logger
+from .runtime.loop import Loop
+from .runtime.output import OutputSink
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -39,30 +41,76 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def refuse_haproxy_only_flags(args: Any) -> str:
+    """HAProxy flags that cannot mean anything for progset: the reason, or "" when none was given."""
+    if args.daemon:
+        return ("-D (daemon mode) is not supported: progset stays in the foreground, as a container's main "
+                "process or a systemd service must (use -Ws with Type=notify); drop -D, keep -p PIDFILE for a pid file")
+    if args.soft_finish is not None or args.terminate is not None:
+        flag = "-sf" if args.soft_finish is not None else "-st"
+        return (f"{flag} hands HAProxy's listening sockets over from old processes; progset has none to hand over. "
+                "Reload the running supervisor instead: kill -USR2 <pid>, or 'reload' on its Master CLI")
+    return ""
+
+
+def start_watchers(master: Master, paths: list[str], config: Any) -> list[ConfigWatcher]:
+    """One inotify watcher per ``-f``; each one's change reloads everything, as any change does."""
+    from .core.watch import config_fingerprint
+
+    watchers: list[ConfigWatcher] = []
+    for path in paths:
+        try:
+            watcher = ConfigWatcher(master.loop, path, lambda: master.reload(origin="config change"),
+                                    master.options.debounce_seconds,
+                                    loaded=config.fingerprint if len(paths) == 1 else None)
+        except WatchError as exc:
+            master.log.warning(f"Not watching {path} for changes: {exc}")
+            continue
+        if len(paths) == 1:
+            master.on_load_hooks.append(lambda loaded, w=watcher: w.accept(loaded.fingerprint))
+        else:  # the config's fingerprint covers every file: each watcher compares only its own path's
+            master.on_load_hooks.append(lambda loaded, w=watcher: w.accept(config_fingerprint(w.path)))
+        watchers.append(watcher)
+    return watchers
+
+
 def main(argv: list[str] | None = None) -> int:
     # No cyclic garbage collection until the first programs run: what start-up allocates (modules,
     # the config) lives for the whole run, so collecting cost 3-9 ms at 200 programs and freed nothing.
     gc.disable()
     args = parse_args(argv)
-    log = Logger(fmt=args.log_format)
+    log = Logger(fmt=args.log_format, min_level="ALERT" if args.quiet else "DIAG" if args.diag else "NOTICE")
+    refusal = refuse_haproxy_only_flags(args)
+    if refusal:
+        log.alert(refusal)
+        return 1
     try:
-        config = load_path(args.config)
+        target = parse_target(args.haproxy_version)
+    except ValueError as exc:
+        log.alert(f"--haproxy-version: {exc}")
+        return 1
+    from .loading import ConfigLoader
+
+    os.environ["HAPROXY_MWORKER"] = "1"  # programs inherit the supervisor's environment, as under HAProxy
+    loader = ConfigLoader(args.config, target, log)
+    try:
+        config = loader.load()
     except ConfigError as exc:
         for problem in exc.problems:
             log.alert(str(problem))
-        log.alert(f"Fatal errors found in configuration {args.config}.")
+        log.alert("config : Fatal errors found in configuration.")
         return 1
     if args.check:
-        print(f"Configuration file is valid ({len(config.programs)} programs, {config.hash})")
+        if not args.quiet:
+            print(f"Configuration file is valid ({len(config.programs)} programs, {config.hash})")
         return 0
     raise_fd_limit()
     is_pid1 = os.getpid() == 1
     if not is_pid1:
         become_subreaper()
     loop = Loop()
-    options = Options(config_path=args.config, log_lines=args.log_lines, pdeathsig=not is_pid1,
-                      watch=not args.no_watch)
-    os.environ["HAPROXY_MWORKER"] = "1"  # programs inherit the supervisor's environment, as under HAProxy
+    options = Options(config_path=", ".join(args.config), log_lines=args.log_lines, pdeathsig=not is_pid1,
+                      watch=not args.no_watch, loader=loader.load)
     master = Master(options, loop, log, OutputSink(args.log_format), base_env=os.environ)
     master.install_signals()
     services = []
@@ -71,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             from .cli.server import start_cli  # the Master CLI, only when asked for
             services.append(start_cli(master, args.sockets, maxconn=args.cli_maxconn, idle_timeout=args.cli_timeout))
         if args.metrics_address != "off":
-            from .http import start_http
+            from .http.server import start_http
             services.append(start_http(master, args.metrics_address))
     except (OSError, ValueError) as exc:
         log.alert(f"Cannot start: {exc}")
@@ -79,23 +127,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.pidfile:
         with open(args.pidfile, "w") as pidfile:
             pidfile.write(f"{os.getpid()}\n")
+    loader.snapshot()  # HAPROXY_MWORKER and HAPROXY_MASTER_CLI are set: this is what programs start from
+    loader.apply_environment(config)
+    master.on_load_hooks.append(loader.apply_environment)
+    if args.systemd:
+        from .systemd import SystemdNotifier
+
+        SystemdNotifier.attach(log)
     master.start(config)
     gc.enable()
     master.rng  # noqa: B018  (imports random now, once the programs run, not on the first crash's restart)
-    watcher = None
-    if options.watch:
-        try:
-            watcher = ConfigWatcher(loop, args.config, lambda: master.reload(origin="config change"),
-                                    options.debounce_seconds, loaded=config.fingerprint)
-            master.on_load_hooks.append(lambda loaded: watcher.accept(loaded.fingerprint))
-        except WatchError as exc:
-            log.warning(f"Not watching {args.config} for changes: {exc}")
+    watchers = start_watchers(master, args.config, config) if options.watch else []
     try:
         loop.run_forever()
     finally:
         for service in services:
             service.close()
-        if watcher is not None:
+        for watcher in watchers:
             watcher.close()
         if args.pidfile:
             try:

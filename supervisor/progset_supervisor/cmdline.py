@@ -6,6 +6,10 @@ import, all before the first program can start. So a plain argv made only of the
 spelled out (``-f X``, ``--log-lines 10``, ``--metrics-address=off``), is read by a small loop over
 the same table; anything else (``-h``, ``-v``, a bad value, an abbreviation, a missing ``-f``) goes
 to argparse, which answers exactly as before. Tests check that both agree on every plain argv.
+
+HAProxy's own flags are accepted so a systemd unit or an entrypoint written for ``haproxy -W`` runs
+unchanged (``-W``, ``-Ws``, ``-db``, ``-q``, ``-dD``, several ``-f``); the ones that cannot mean anything
+here (``-D``, ``-sf``, ``-st``) are read too, so that ``__main__`` can refuse them with a clear reason.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ class Option(NamedTuple):
     choices: tuple[str, ...] | None = None
     append: bool = False  # repeatable, values collected in a list
     required: bool = False
+    nargs: str | None = None  # argparse's nargs (only -sf/-st: HAProxy takes several pids); argparse reads those
 
 
 OPTIONS: tuple[Option, ...] = (
     Option(("-f",), "config", "config file (HAProxy syntax, ProgramSet or rendered document in YAML or JSON) or a "
-           "directory of them (a mounted ConfigMap); changes are watched and reloaded", metavar="CONFIG",
-           required=True),
+           "directory of them (a mounted ConfigMap); repeatable, read in order as one configuration, as HAProxy "
+           "does; changes are watched and reloaded", default=[], metavar="CONFIG", append=True, required=True),
     Option(("-S",), "sockets", "Master CLI socket, e.g. /var/run/progset/master.sock,mode,660,level,operator "
            "(repeatable)", default=[], metavar="PATH[,OPTION,VALUE]...", append=True),
     Option(("-p",), "pidfile", "write the supervisor's pid here", metavar="PIDFILE"),
@@ -53,6 +58,23 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--cli-timeout",), "cli_timeout", "idle timeout of Master CLI connections (default %(default)s)",
            kind=float, default=60.0, metavar="SECONDS"),
     Option(("-c",), "check", "check the config and exit (as haproxy -c)", kind=None, default=False),
+    Option(("--haproxy-version",), "haproxy_version", "HAProxy version whose answers '.if' conditions get "
+           "(version_atleast, strstr...) (default %(default)s)", default="3.2", metavar="X.Y[.Z]"),
+    Option(("-q",), "quiet", "quiet: only alerts (as haproxy -q)", kind=None, default=False),
+    Option(("-dD",), "diag", "also print '.diag' messages and other diagnostics (as haproxy -dD)", kind=None,
+           default=False),
+    Option(("-W",), "master_worker", "accepted for HAProxy compatibility: progset is always a master",
+           kind=None, default=False),
+    Option(("-Ws",), "systemd", "as -W, and tell systemd when programs run (READY=1 to $NOTIFY_SOCKET)",
+           kind=None, default=False),
+    Option(("-db",), "foreground", "accepted for HAProxy compatibility: progset never goes to the background",
+           kind=None, default=False),
+    Option(("-D",), "daemon", "HAProxy's daemon mode: refused, progset stays in the foreground", kind=None,
+           default=False),
+    Option(("-sf",), "soft_finish", "HAProxy's hand-over to a new process: refused, reload progset instead",
+           default=None, metavar="PID", nargs="+"),
+    Option(("-st",), "terminate", "HAProxy's hand-over to a new process: refused, reload progset instead",
+           default=None, metavar="PID", nargs="+"),
 )
 _BY_FLAG = {flag: option for option in OPTIONS for flag in option.flags}
 
@@ -76,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs["action"] = "append"
             if option.required:
                 kwargs["required"] = True
+            if option.nargs is not None:
+                kwargs["nargs"] = option.nargs
         parser.add_argument(*option.flags, **kwargs)
     parser.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
     return parser
@@ -89,6 +113,8 @@ def fast_parse(argv: list[str]) -> SimpleNamespace | None:
     while i < len(argv):
         arg = argv[i]
         option = _BY_FLAG.get(arg)
+        if option is not None and option.nargs is not None:
+            return None  # several values: argparse's job
         if option is not None and option.kind is None:
             values[option.dest] = True
             i += 1

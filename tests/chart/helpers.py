@@ -135,6 +135,7 @@ class Request:
     group: str
     resource: str  # plural, or plural/subresource
     namespace: str | None
+    name: str | None = None  # the object's name, for rules limited by resourceNames
 
     def __str__(self) -> str:
         where = f"in {self.namespace}" if self.namespace else "cluster-wide"
@@ -152,8 +153,9 @@ class Grant:
         if self.namespace is not None and request.namespace != self.namespace:
             return False
         rule = self.rule
+        names = rule.get("resourceNames")
         return (request.group in rule.get("apiGroups", []) and request.resource in rule.get("resources", [])
-                and request.verb in rule.get("verbs", []) and not rule.get("resourceNames"))
+                and request.verb in rule.get("verbs", []) and (not names or request.name in names))
 
 
 def grants(objs: Iterable[Mapping[str, Any]], account: str, account_namespace: str) -> list[Grant]:

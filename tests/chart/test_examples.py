@@ -72,7 +72,7 @@ def test_crd_schema_check_is_not_vacuous() -> None:
 
 def test_workload_runs_the_supervisor_with_the_documented_command_line() -> None:
     args = parse_args(supervisor()["args"])
-    assert args.config == "/etc/progset"
+    assert args.config == ["/etc/progset"]
     (socket,) = args.sockets
     spec = parse_spec(socket)
     assert (spec.path, spec.mode, spec.level) == ("/var/run/progset/master.sock", 0o660, Level.OPERATOR)

@@ -21,7 +21,7 @@ import jsonschema
 from progset_operator.crd import crd
 
 SCHEMA_KEYS = ("type", "enum", "pattern", "minLength", "maxLength", "minItems", "maxItems", "minimum", "maximum",
-               "required")
+               "required", "maxProperties")
 
 
 def structural_schema() -> dict[str, Any]:
@@ -41,6 +41,8 @@ def to_jsonschema(node: Mapping[str, Any]) -> dict[str, Any]:
         out["properties"] = {name: to_jsonschema(sub) for name, sub in node["properties"].items()}
         if not node.get("x-kubernetes-preserve-unknown-fields"):
             out["additionalProperties"] = False
+    if isinstance(node.get("additionalProperties"), Mapping):  # a map: {key: value schema}
+        out["additionalProperties"] = to_jsonschema(node["additionalProperties"])
     if "items" in node:
         out["items"] = to_jsonschema(node["items"])
     list_type = node.get("x-kubernetes-list-type")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from progset_supervisor.config import Backoff
-from progset_supervisor.program import ExitStatus, backoff_delay
+from progset_supervisor.core.program import ExitStatus, backoff_delay
 
 
 def test_first_restart_is_immediate_then_doubles_to_the_cap() -> None:

@@ -152,11 +152,11 @@ def test_show_programs(sup: CliSupervisor) -> None:
     out = sup.text("show programs")
     rows = out.split("\n")
     assert rows[0].split() == ["#<name>", "<state>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>",
-                               "<on-reload>"]
+                               "<on-reload>", "<reason>"]
     for row, name in zip(rows[1:4], ("alpha", "beta", "talker"), strict=True):
         fields = row.split()
         assert fields[:3] == [name, "RUNNING", str(pid_of(sup, name))]
-        assert re.fullmatch(UPTIME, fields[3]) and fields[4:] == ["0", "-", "-", "restart"]
+        assert re.fullmatch(UPTIME, fields[3]) and fields[4:] == ["0", "-", "-", "restart", "-"]
     assert rows[4:] == ["", ""]
     assert {row.index(row.split()[1]) for row in rows[:4]} == {len("#<name>") + 1}  # aligned columns
 

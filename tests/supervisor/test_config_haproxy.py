@@ -10,6 +10,7 @@ from progset_supervisor.config import ConfigError, load_path, load_text
 from progset_supervisor.config.haproxy import load_haproxy_text, parse_time
 from progset_supervisor.config.haproxy_cond import ConditionError, eval_condition
 from progset_supervisor.config.haproxy_tokens import MAX_WORDS, TokenError, quote_word, split_line, tokenize
+from progset_supervisor.config.haproxy_version import HAProxyTarget, split_version
 
 
 def errors(text: str, environ: dict[str, str] | None = None, filename: str = "h.cfg") -> list[str]:
@@ -193,7 +194,8 @@ def test_quote_word_choices():
     ("defined(SET)", True), ("defined(EMPTY)", True), ("defined(NOPE)", False), ("!defined(NOPE)", True),
     ("streq(yes,yes)", True), ("streq(yes, yes )", True), ("streq(yes,no)", False), ("strneq(yes,no)", True),
     ("streq('a,b',\"a,b\")", True), ("streq(a\\,b,a\\,b)", True), ("streq(,)", True),
-    ("feature(PROGSET)", True), ("feature(OPENSSL)", False),
+    ("feature(PROGSET)", True), ("feature(OPENSSL)", True), ("feature(QUIC)", False), ("feature(OPEN)", False),
+    ("strstr(abcdef,cd)", True), ("strstr(abc,x)", False), ("enabled(POLL)", True), ("enabled(KQUEUE)", False),
     ("defined(SET) && defined(NOPE)", False), ("defined(SET) || defined(NOPE)", True),
     ("1 && 0 || 1", True), ("0 || 1 && 0", False), ("(0 || 1) && !(0)", True), ("!(1 && 1)", False),
 ])
@@ -201,24 +203,29 @@ def test_conditions(text, expected):
     assert eval_condition(text, {"SET": "1", "EMPTY": ""}) is expected
 
 
+# Each error text below is what Debian's HAProxy 2.6.12 prints for the same condition (after
+# "parsing [t.cfg:2]: "), checked with `haproxy -W -c`; HAProxy adds a caret line, progset names the position.
 @pytest.mark.parametrize(("text", "message"), [
-    ("version_atleast(2.4)", "predicate 'version_atleast' is not supported: progset is not HAProxy and has no HAProxy "
-                             "version; use feature(PROGSET) to tell progset from HAProxy"),
-    ("version_before(3.0)", "predicate 'version_before' is not supported"),
-    ("exists(X)", "unknown predicate 'exists' in condition 'exists(X)'; supported: defined(), feature(), streq(), "
-                  "strneq()"),
-    ("defined()", "'defined' expects 1 argument(s), got 0"),
-    ("defined", "'defined' expects 1 argument(s), got 0"),
-    ("streq(a)", "'streq' expects 2 argument(s), got 1"),
-    ("streq(a,b", "missing ')' after the arguments of 'streq' in condition 'streq(a,b'"),
-    ("1 2", "unexpected '2' at position 3 of condition '1 2'"),
-    ("(1", "expected ')' at position 3 of condition '(1'"),
-    ("08", "unexpected '8' at position 2 of condition '08'"),
-    ("(" * 100 + "1" + ")" * 100, "condition nested more than 64 levels deep"),
+    ("exists(X)", "unparsable conditional expression 'exists(X)' in '.if' at position 1"),
+    ("foo", "unparsable conditional expression 'foo' in '.if' at position 1"),
+    ("defined", "missing arguments (got 0/1), type 'string' expected in argument 1 of predicate 'defined' used in "
+                "conditional expression in '.if' at position 8"),
+    ("streq(a)", "missing arguments (got 1/2), type 'string' expected in argument 1 of predicate 'streq' used in "
+                 "conditional expression in '.if' at position 8"),
+    ("defined(HOME,x)", "expected ')' before ',x)' in argument 1 of predicate 'defined' used in conditional "
+                        "expression in '.if' at position 13"),
+    ("streq(a,b", "expected ')' after the arguments of predicate 'streq'"),
+    ("1 2", "unexpected character '2' at the end of conditional expression '1 2' in '.if' at position 3"),
+    ("(1", "expected ')' after conditional expression '(1' in '.if' at position 1"),
+    ("08", "unexpected character '8' at the end of conditional expression '08' in '.if' at position 2"),
+    ("(" * 100 + "1" + ")" * 100, "unparsable conditional expression"),
+    # 2.6 has no strstr() nor enabled() (both came with 2.8): the same error as an unknown word
+    ("strstr(abc,b)", "unparsable conditional expression 'strstr(abc,b)' in '.if' at position 1"),
+    ("enabled(POLL)", "unparsable conditional expression 'enabled(POLL)' in '.if' at position 1"),
 ])
 def test_condition_errors(text, message):
     with pytest.raises(ConditionError) as info:
-        eval_condition(text, {})
+        eval_condition(text, {}, HAProxyTarget("2.6.12"))
     assert str(info.value).startswith(message)
 
 
@@ -423,18 +430,19 @@ def test_skipped_block_keywords_are_not_checked_but_its_syntax_is():
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    (".endif\n", ["h.cfg:1: '.endif' without a matching '.if'"]),
-    (".else\n", ["h.cfg:1: '.else' without a matching '.if'"]),
-    (".elif 1\n", ["h.cfg:1: '.elif' without a matching '.if'"]),
-    (".if 1\n.else\n.elif 1\n.endif\n", ["h.cfg:3: '.elif' after '.else' (opened by '.if' at line 1)"]),
-    (".if 1\n.else\n.else\n.endif\n", ["h.cfg:3: '.else' after '.else' (opened by '.if' at line 1)"]),
-    (".if 1\n.if 0\n.endif\n", ["h.cfg:1: '.if' block is never closed: add '.endif'"]),
-    (".if 1\n.endif x\n", ["h.cfg:2: unexpected argument 'x' after '.endif'"]),
-    (".if bogus(1)\n.endif\n", ["h.cfg:1: .if bogus(1): unknown predicate 'bogus' in condition 'bogus(1)'; "
-                                "supported: defined(), feature(), streq(), strneq()"]),
+    (".endif\n", ["h.cfg:1: lone '.endif' with no matching '.if'."]),
+    (".else\n", ["h.cfg:1: lone '.else' with no matching '.if'."]),
+    (".elif 1\n", ["h.cfg:1: lone '.elif' with no matching '.if'."]),
+    (".if 1\n.else\n.elif 1\n.endif\n", ["h.cfg:3: '.elif' after '.else' is not permitted (the '.if' is at line 1)."]),
+    (".if 1\n.else\n.else\n.endif\n", ["h.cfg:3: '.else' after '.else' is not permitted (the '.if' is at line 1)."]),
+    (".if 1\n.if 0\n.endif\n", ["h.cfg:1: non-terminated '.if' block."]),
+    (".if 1\n.endif x\n", ["h.cfg:2: Unexpected argument 'x' for '.endif'."]),
+    (".if bogus(1)\n.endif\n", ["h.cfg:1: unparsable conditional expression 'bogus(1)' in '.if' at position 1: "
+                                ".if bogus(1)"]),
     (".alert \"stop here\"\n", ["h.cfg:1: .alert: stop here"]),
-    (".warning two words\n", ["h.cfg:1: '.warning' takes one message; quote it if it contains spaces"]),
-    (".iff 1\n", ["h.cfg:1: unknown directive '.iff'; did you mean '.if'?"]),
+    (".warning two words\n", ["h.cfg:1: Unexpected argument 'words' for '.warning'. Use quotes if the message "
+                              "should contain spaces."]),
+    (".iff 1\n", ["h.cfg:1: unknown directive '.iff'. Did you mean '.if'?"]),
 ])
 def test_conditional_errors(text, expected):
     assert errors(text) == expected
@@ -461,12 +469,14 @@ def test_notice_warning_and_diag_are_accepted():
     ("program a\n command x\n frobnicate\n",
      "h.cfg:3: unknown keyword 'frobnicate' in 'program' section; known keywords: command, user, group, option, "
      "restart, on-reload, reload-signal, stop-signal, stop-timeout, backoff-initial, backoff-max, backoff-reset, "
-     "env, directory, umask, critical, depends-on"),
-    ("program a\n user x\n", "h.cfg:1: program section 'a' lacks a command to launch; add a 'command <argv...>' line"),
+     "env, directory, umask, critical, depends-on, depends-on-condition, notify, notify-access, watchdog, "
+     "readiness-|liveness-|startup- http|tcp|exec|options"),
+    ("program a\n user root\n",
+     "h.cfg:1: program section 'a' lacks a command to launch; add a 'command <argv...>' line"),
     ("program a\n command x\n command y\n",
      "h.cfg:3: 'command' is already set for program 'a' at h.cfg:2; a program has one command (HAProxy silently "
      "kept the last one)"),
-    ("program a\n command x\n user u\n user v\n", "h.cfg:4: 'user' is already set for program 'a' at h.cfg:3"),
+    ("program a\n command x\n user root\n user nobody\n", "h.cfg:4: 'user' is already set for program 'a' at h.cfg:3"),
     ("program a\n command x\n group 1\n group 1\n", "h.cfg:4: 'group' is already set for program 'a' at h.cfg:3"),
     ("program a\n command x\n restart always\n restart never\n",
      "h.cfg:4: 'restart' is already set for program 'a' at h.cfg:3"),
@@ -481,10 +491,11 @@ def test_notice_warning_and_diag_are_accepted():
      "h.cfg:3: 'option' expects exactly one argument (quote it if it contains spaces), got 2; usage: "
      "[no] option start-on-reload"),
     ("program a\n command x\n no user root\n",
-     "h.cfg:3: 'no user' is not supported: only 'no option start-on-reload' and 'no critical' take a 'no' prefix"),
+     "h.cfg:3: 'no user' is not supported: only 'no option start-on-reload', 'no critical' and 'no notify' take a "
+     "'no' prefix"),
     ("program a\n command x\n default option start-on-reload\n",
-     "h.cfg:3: 'default option' is not supported: only 'no option start-on-reload' and 'no critical' take a 'no' "
-     "prefix"),
+     "h.cfg:3: 'default option' is not supported: only 'no option start-on-reload', 'no critical' and 'no notify' "
+     "take a 'no' prefix"),
     ("program a\n command\n", "h.cfg:2: 'command' expects a command with optional arguments separated in words, "
                               "e.g. 'command /usr/bin/app --flag'"),
     ("program a\n command x\n env ONLY\n", "h.cfg:3: 'env' expects exactly 2 arguments, got 1; usage: env NAME value"),
@@ -506,8 +517,8 @@ def test_loader_errors(text, expected):
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("program API\n command x\n", "h.cfg:1: invalid program name 'API': use lower-case letters, digits and '-', "
-                                  "starting and ending with a letter or digit, at most 63 characters"),
+    ("program 'a b'\n command x\n", "h.cfg:1: invalid program name 'a b': a name is one word of printable "
+                                    "characters"),
     ("program a\n command x\n restart sometimes\n",
      "h.cfg:3 (restart): must be one of always, on-failure, never; got 'sometimes'"),
     ("program a\n command x\n on-reload later\n",
@@ -547,25 +558,25 @@ program a
 program a
     command y
 program b
-    user x
+    user root
 .if
 """
     assert errors(text, filename="all.cfg") == [
         "all.cfg:3 (restart): must be one of always, on-failure, never; got 'sometimes'",
         "all.cfg:4: unknown keyword 'bogus' in 'program' section; known keywords: command, user, group, option, "
         "restart, on-reload, reload-signal, stop-signal, stop-timeout, backoff-initial, backoff-max, backoff-reset, "
-        "env, directory, umask, critical, depends-on",
+        "env, directory, umask, critical, depends-on, depends-on-condition, notify, notify-access, watchdog, "
+        "readiness-|liveness-|startup- http|tcp|exec|options",
         "all.cfg:5: program section 'a' already exists (first at all.cfg:1)",
         "all.cfg:7: program section 'b' lacks a command to launch; add a 'command <argv...>' line",
-        "all.cfg:9: '.if' block is never closed: add '.endif'",
+        "all.cfg:9: non-terminated '.if' block.",
     ]
 
 
 def test_section_with_several_problems_reports_each():
-    assert errors("program API\n user x\n") == [
-        "h.cfg:1: program section 'API' lacks a command to launch; add a 'command <argv...>' line",
-        "h.cfg:1: invalid program name 'API': use lower-case letters, digits and '-', starting and ending with a "
-        "letter or digit, at most 63 characters",
+    assert errors("program 'a b'\n user root\n") == [
+        "h.cfg:1: program section 'a b' lacks a command to launch; add a 'command <argv...>' line",
+        "h.cfg:1: invalid program name 'a b': a name is one word of printable characters",
     ]
 
 
@@ -582,3 +593,67 @@ def test_skipped_sections_accept_binary_and_unset_words():
     text = 'backend be\n  http-request set-var(txn.x) str("\\xff")\n  server s "${UNSET}" check\n' \
            'program p\n  command x\n'
     assert [p.name for p in load_haproxy_text(text, "h.cfg", {}).programs] == ["p"]
+
+
+def test_user_and_group_names_must_exist_as_in_haproxy():
+    assert errors("program a\n command x\n user no-such-user-here\n group no-such-group-here\n") == [
+        "h.cfg:3: cannot find user id for 'no-such-user-here'; use a numeric id for a user that has no entry in "
+        "this system's files",
+        "h.cfg:4: cannot find group id for 'no-such-group-here'; use a numeric id for a group that has no entry in "
+        "this system's files",
+    ]
+    assert only_program("program a\n command x\n user 4242\n group 4343\n").user == "4242"
+
+
+def test_conditions_answer_as_the_chosen_haproxy_version():
+    text = (".if version_atleast(3.1)\nprogram new\n command x\n.else\nprogram old\n command x\n.endif\n"
+            ".if strstr(abc,b)\nprogram strstr\n command x\n.endif\n")
+    assert [p.name for p in load_haproxy_text(text, "h.cfg", {}).programs] == ["new", "strstr"]
+    assert [p.name for p in load_haproxy_text(text.split(".if strstr")[0], "h.cfg", {},
+                                              target=HAProxyTarget("2.6")).programs] == ["old"]
+    with pytest.raises(ConfigError, match="unparsable conditional expression 'strstr"):
+        load_haproxy_text(text, "h.cfg", {}, target=HAProxyTarget("2.6"))
+
+
+@pytest.mark.parametrize(("version", "parsed"), [
+    ("1.2.1-pre2", (1, 2, 1, 0, 2, 2, 0)), ("1.2.1", (1, 2, 1, 0, 3, 0, 0)), ("1.2.10.1", (1, 2, 10, 1, 3, 0, 0)),
+    ("1.3.16-rc1", (1, 3, 16, 0, 2, 1, 0)), ("1.4-dev3", (1, 4, 0, 0, 1, 3, 0)),
+    ("1.5-dev18-43", (1, 5, 0, 0, 1, 18, 43)),
+    ("2.4-dev18-f6818d-20", (2, 4, 0, 0, 1, 18, 20)), ("3.2", (3, 2, 0, 0, 3, 0, 0)), ("abc", None), ("", None),
+])
+def test_split_version_as_haproxy_documents_it(version, parsed):
+    assert split_version(version) == parsed
+
+
+def test_global_environment_keywords_apply_in_order():
+    text = ("global\n\tsetenv A 1\n\tpresetenv A 2\n\tpresetenv B 3\n\tsetenv C \"${A}${B}\"\n\tunsetenv B\n"
+            "program p\n\tcommand echo \"${A}\" \"${C}\" \"${B-unset}\"\n")
+    config = load_haproxy_text(text, "h.cfg", {"KEEP": "k", "DROP": "d"})
+    assert config.programs[0].command == ("echo", "1", "13", "unset")
+    from progset_supervisor.config.environment import apply_env_ops
+
+    assert apply_env_ops({"KEEP": "k", "DROP": "d"}, config.env_ops) == {"KEEP": "k", "DROP": "d", "A": "1", "C": "13"}
+    assert apply_env_ops({"KEEP": "k", "DROP": "d"}, [("resetenv", "KEEP")]) == {"KEEP": "k"}
+    reset = load_haproxy_text("global\n\tresetenv KEEP\nprogram p\n\tcommand echo \"${DROP-gone}\"\n", "h.cfg",
+                              {"KEEP": "k", "DROP": "d"})
+    assert reset.programs[0].command == ("echo", "gone")
+
+
+def test_messages_are_kept_with_haproxy_wording():
+    text = '.notice "n $.LINE"\n.warning "w"\n.diag "d"\n.if 0\n.alert "skipped"\n.endif\nprogram p\n command x\n'
+    config = load_haproxy_text(text, "h.cfg", {}, target=HAProxyTarget("2.6"))
+    assert [tuple(m) for m in config.messages] == [
+        ("NOTICE", "parsing [h.cfg:1]: 'n 1'."), ("WARNING", "parsing [h.cfg:2]: 'w'."),
+        ("DIAG", "parsing [h.cfg:3]: 'd'.")]
+    deprecated = load_haproxy_text("program p\n command x\n", "h.cfg", {})  # 3.2 wants expose-deprecated-directives
+    assert [m.level for m in deprecated.messages] == ["WARNING"]
+    assert not load_haproxy_text("global\n expose-deprecated-directives\nprogram p\n command x\n", "h.cfg",
+                                 {}).messages
+
+
+def test_program_names_as_haproxy_accepts_them():
+    config = load_haproxy_text("program spoe_agent\n command x\nprogram Mirror.V2\n command y\n", "h.cfg", {})
+    assert [p.name for p in config.programs] == ["spoe_agent", "Mirror.V2"]
+    from progset_supervisor.config.model import kubernetes_name
+
+    assert [kubernetes_name(p.name) for p in config.programs] == ["spoe-agent", "mirror-v2"]

@@ -220,7 +220,8 @@ def test_problems_of_every_file_are_reported(tmp_path):
         f"{tmp_path / 'a.yaml'}:4 (spec.programs[0].restart): must be one of always, on-failure, never; got False",
         f"{tmp_path / 'b.cfg'}:3: unknown keyword 'bogus' in 'program' section; known keywords: command, user, group, "
         "option, restart, on-reload, reload-signal, stop-signal, stop-timeout, backoff-initial, backoff-max, "
-        "backoff-reset, env, directory, umask, critical, depends-on",
+        "backoff-reset, env, directory, umask, critical, depends-on, depends-on-condition, notify, notify-access, "
+        "watchdog, readiness-|liveness-|startup- http|tcp|exec|options",
     ]
 
 
@@ -233,7 +234,7 @@ def test_hidden_files_and_unknown_extensions_are_ignored(tmp_path):
 
 def test_empty_directory(tmp_path):
     assert path_problems(tmp_path) == [
-        f"{tmp_path}: directory holds no config file (*.yaml, *.yml, *.json, *.cfg, *.conf)"]
+        f"{tmp_path}: directory holds no config file (*.cfg, *.yaml, *.yml, *.json)"]
 
 
 def test_missing_path(tmp_path):

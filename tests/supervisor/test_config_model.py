@@ -126,13 +126,18 @@ def test_source_and_path_text():
     ({"programs": [program(stop_signal="TERM")]},
      "spec.programs[0].stop_signal: unknown field 'stop_signal'; did you mean 'stopSignal'?"),
     ({"programs": [program(frob=1)]},
-     "spec.programs[0].frob: unknown field 'frob'; known fields: backoff, command, critical, dependsOn, env, group, "
-     "name, onReload, reloadSignal, restart, stopSignal, stopTimeoutSeconds, umask, user, workingDir"),
+     "spec.programs[0].frob: unknown field 'frob'; known fields: backoff, command, critical, dependsOn, "
+     "dependsOnCondition, env, group, liveness, name, notify, notifyAccess, onReload, readiness, reloadSignal, "
+     "restart, startup, stopSignal, stopTimeoutSeconds, umask, user, watchdogSeconds, workingDir"),
     ({"programs": [program(name="Web")]},
      "spec.programs[0].name: invalid program name 'Web': use lower-case letters, digits and '-', starting and ending "
-     "with a letter or digit, at most 63 characters"),
+     "with a letter or digit, at most 63 characters (e.g. 'web')"),
+    ({"programs": [program(name="spoe_agent")]},  # an HAProxy name: the message proposes its Kubernetes form
+     "spec.programs[0].name: invalid program name 'spoe_agent': use lower-case letters, digits and '-', starting and "
+     "ending with a letter or digit, at most 63 characters (e.g. 'spoe-agent')"),
     ({"programs": [program(name="a" * 64)]}, f"spec.programs[0].name: invalid program name '{'a' * 64}': use "
-     "lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"),
+     "lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters "
+     f"(e.g. '{'a' * 63}')"),
     ({"programs": [program(name=7)]}, "spec.programs[0].name: invalid program name 7: use lower-case letters, digits "
      "and '-', starting and ending with a letter or digit, at most 63 characters"),
     ({"programs": [program(command="sleep 1")]}, "spec.programs[0].command: command must be a list of arguments, not "
@@ -218,7 +223,7 @@ def test_every_problem_is_collected():
         "spec.programs[0].restart: must be one of always, on-failure, never; got 'x'",
         "spec.programs[0].stopSignal: unknown signal 'NOPE'; use a name such as SIGTERM, SIGHUP, SIGUSR1",
         "spec.programs[1].name: invalid program name 'B': use lower-case letters, digits and '-', starting and ending "
-        "with a letter or digit, at most 63 characters",
+        "with a letter or digit, at most 63 characters (e.g. 'b')",
         "spec.programs[1]: missing 'command' (an argv list such as [\"/usr/bin/app\", \"--flag\"])",
     ]
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from progset_supervisor.http import HttpServer, parse_address, parse_request, start_http
-from progset_supervisor.log import Logger
-from progset_supervisor.loop import Loop
-from progset_supervisor.master import Master, Options
-from progset_supervisor.output import OutputSink
+from progset_supervisor.core.master import Master, Options
+from progset_supervisor.http.server import HttpServer, parse_address, parse_request, start_http
+from progset_supervisor.runtime.log import Logger
+from progset_supervisor.runtime.loop import Loop
+from progset_supervisor.runtime.output import OutputSink
 
 from .helpers import http_get, wait_until
 

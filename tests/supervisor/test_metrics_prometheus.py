@@ -60,6 +60,24 @@ def test_promtool_accepts_a_real_scrape(supervisor: tuple[Supervisor, int]) -> N
         assert needle in text
 
 
+def test_prometheus_client_reads_a_real_scrape_and_writes_it_back_unchanged(
+        supervisor: tuple[Supervisor, int]) -> None:
+    """The supervisor writes the format itself (issue 18); prometheus_client's parser and writer agree."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, port = supervisor
+    text = scrape_until(port, lambda s: s.get("progset_program_state", program="flappy", state="BACKOFF") == 1).text
+    families = list(text_string_to_metric_families(text))
+
+    class Parsed:
+        def collect(self) -> list[Any]:
+            return families
+
+    assert generate_latest(Parsed()).decode() == text  # type: ignore[arg-type]
+    assert 'progset_program_exits_total{code="4",program="flappy",reason="exit"}' in text
+
+
 def test_text_format_even_when_openmetrics_is_preferred(supervisor: tuple[Supervisor, int]) -> None:
     """Prometheus asks for OpenMetrics first; the text format (cheaper to write) is what it gets."""
     _, port = supervisor

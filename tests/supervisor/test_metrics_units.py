@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from progset_supervisor.metrics import CLOCK_TICKS, PAGE_SIZE, CpuCounter, process_tree_usage
+from progset_supervisor.http.metrics import CLOCK_TICKS, PAGE_SIZE, CpuCounter, process_tree_usage
 
 
 def fake_process(proc: Path, pid: int, comm: str, state: str, ppid: int, *, ticks: tuple[int, int, int, int],

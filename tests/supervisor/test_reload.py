@@ -265,8 +265,8 @@ def test_reload_signals_during_a_reload_are_coalesced_into_one_more(tmp_path: Pa
 def test_watcher_started_after_the_load_notices_a_change_made_in_between(tmp_path: Path, changed: bool) -> None:
     """The watcher starts only once the first programs run (after the load); an edit made between the
     load and the watcher's start has no inotify event, so the watcher compares with what was loaded."""
-    from progset_supervisor.loop import Loop
-    from progset_supervisor.watch import ConfigWatcher, config_fingerprint
+    from progset_supervisor.core.watch import ConfigWatcher, config_fingerprint
+    from progset_supervisor.runtime.loop import Loop
 
     config = write_config(tmp_path, "programs: []\n")
     loaded = config_fingerprint(str(config))
@@ -291,7 +291,7 @@ def test_a_load_records_what_it_read_as_the_watcher_reads_it(tmp_path: Path) -> 
     """The watcher's baseline is what the load read (no second read, no window in between): both must
     describe the same files the same way, for a file and for a kubelet-style directory."""
     from progset_supervisor.config import load_path
-    from progset_supervisor.watch import config_fingerprint
+    from progset_supervisor.core.watch import config_fingerprint
 
     single = write_config(tmp_path, "programs:\n  - name: a\n    command: [sleep, '1']\n")
     assert load_path(single).fingerprint == config_fingerprint(str(single)) != b""

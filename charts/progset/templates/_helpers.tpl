@@ -103,6 +103,7 @@ or by kopf; tests/chart/test_rbac.py fails when a rule is missing or when one is
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- include "progset.webhookNamespacedRules" . }}
 {{- end -}}
 
 {{/* kopf's cluster scanning: CRDs always, Namespaces only when it serves a list of namespaces. */}}
@@ -126,4 +127,37 @@ or by kopf; tests/chart/test_rbac.py fails when a rule is missing or when one is
 {{- else if .Values.watchNamespaces -}}
 {{- toYaml .Values.watchNamespaces -}}
 {{- end -}}
+{{- end -}}
+
+{{/* --- the sidecar injection webhook (webhook.enabled) --- */}}
+
+{{/* The webhook's Service; the certificate names <service>.<namespace>.svc. */}}
+{{- define "progset.webhookService" -}}
+{{- include "progset.suffixedName" (dict "ctx" . "suffix" "webhook") -}}
+{{- end -}}
+
+{{/* The MutatingWebhookConfiguration: cluster-scoped, so the release namespace is part of its name. */}}
+{{- define "progset.webhookConfig" -}}
+{{- printf "%s-%s" .Release.Namespace (include "progset.fullname" .) | trunc 253 -}}
+{{- end -}}
+
+{{/* The Secret with the webhook's certificate: cert-manager's (tls) or the operator's own CA (ca). */}}
+{{- define "progset.webhookSecret" -}}
+{{- include "progset.suffixedName" (dict "ctx" . "suffix" (ternary "webhook-tls" "webhook-ca" .Values.webhook.certManager.enabled)) -}}
+{{- end -}}
+
+{{/* The injected supervisor image: repository:tag (tag defaults to appVersion). */}}
+{{- define "progset.sidecarImage" -}}
+{{- printf "%s:%s" .Values.webhook.sidecarImage.repository (default .Chart.AppVersion .Values.webhook.sidecarImage.tag) -}}
+{{- end -}}
+
+{{/* What the operator needs for the webhook where it serves ProgramSets: see the pods it warns about. */}}
+{{- define "progset.webhookNamespacedRules" -}}
+{{- if .Values.webhook.enabled }}
+# The webhook: kopf watches pods labelled progset.io/programset to warn about those admitted without
+# the sidecar (failurePolicy Ignore, or a namespace not opted in).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- end -}}

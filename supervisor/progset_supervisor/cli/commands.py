@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from ..core import control
+from ..core.control import CommandError
 from . import render
 from .levels import Level
 
 if TYPE_CHECKING:
-    from ..master import Master
+    from ..core.master import Master
     from .sockets import SocketSpec
 
 ERR = 3  # syslog severities, as printed by 'set severity-output'
@@ -140,9 +142,10 @@ def _show_logs(ctx: Context, args: list[str]) -> Reply:
     name = _name(args, 2, "show logs <name> [<lines>]")
     if isinstance(name, Reply):
         return name
-    supervised = ctx.master.programs.get(name)
-    if supervised is None:
-        return Reply.error(f"No such program '{name}'.\n")
+    try:
+        supervised = control.get(ctx.master, name)
+    except CommandError as exc:
+        return Reply.error(str(exc) + "\n")
     count = DEFAULT_LOG_LINES
     if len(args) > 3:
         if not args[3].isdigit() or int(args[3]) <= 0:
@@ -152,9 +155,7 @@ def _show_logs(ctx: Context, args: list[str]) -> Reply:
 
 
 def _guard(action: Callable[[], Reply | None]) -> Reply | None:
-    """Run a master action; its CommandError becomes a one-line error answer."""
-    from ..master import CommandError
-
+    """Run a control action; its CommandError becomes a one-line error answer."""
     try:
         return action()
     except CommandError as exc:
@@ -165,7 +166,7 @@ def _start(ctx: Context, args: list[str]) -> Reply | None:
     name = _name(args, 1, "start <name>")
     if isinstance(name, Reply):
         return name
-    return _guard(lambda: Reply.info(ctx.master.start_program(name)))
+    return _guard(lambda: Reply.info(control.start(ctx.master, name)))
 
 
 def _done_callback(ctx: Context) -> Callable[[str], None]:
@@ -176,20 +177,20 @@ def _stop(ctx: Context, args: list[str]) -> Reply | None:
     name = _name(args, 1, "stop <name>")
     if isinstance(name, Reply):
         return name
-    return _guard(lambda: ctx.master.stop_program(name, _done_callback(ctx)))
+    return _guard(lambda: control.stop(ctx.master, name, _done_callback(ctx)))
 
 
 def _restart(ctx: Context, args: list[str]) -> Reply | None:
     name = _name(args, 1, "restart <name>")
     if isinstance(name, Reply):
         return name
-    return _guard(lambda: ctx.master.restart_program(name, _done_callback(ctx)))
+    return _guard(lambda: control.restart(ctx.master, name, _done_callback(ctx)))
 
 
 def _signal(ctx: Context, args: list[str]) -> Reply | None:
     if len(args) < 3:
         return Reply.error("Usage: signal <name> <signal>\n")
-    return _guard(lambda: Reply.info(ctx.master.signal_program(args[1], args[2])))
+    return _guard(lambda: Reply.info(control.send_signal(ctx.master, args[1], args[2])))
 
 
 def reload_answer(success: bool, lines: list[str]) -> Reply:

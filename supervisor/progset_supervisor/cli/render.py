@@ -13,10 +13,11 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from ..program import State
+from ..core.program import State
+from ..core.status import processes, snapshot
 
 if TYPE_CHECKING:
-    from ..master import Master
+    from ..core.master import Master
 
 UNKNOWN = "-"
 
@@ -45,30 +46,28 @@ PROGRAM_ROW = "%-15d %-15s %-15d %-15s " + f"{UNKNOWN:<15}\n"  # printf formats 
 def show_proc(master: Master, now: float | None = None) -> str:
     """Built in one pass with %-formatting: at 200 programs this is most of a ``show proc`` round trip."""
     now = time.time() if now is None else now
+    current, old = processes(master)
     out = [HEADER,
            ROW % (os.getpid(), "master", f"{master.reloads} [failed: {master.failed_reloads}]",
                   uptime(now - master.started_wall), master.version),
            "# workers\n",
            "# programs\n"]
     uptimes: dict[int, str] = {}  # programs started in the same second share one string
-    for supervised in master.programs.values():
-        instance = supervised.instance
-        if instance is not None and instance.exit_status is None:
-            seconds = int(now - instance.started_wall)
-            text = uptimes.get(seconds)
-            if text is None:
-                text = uptimes[seconds] = uptime(seconds)
-            out.append(PROGRAM_ROW % (instance.pid, instance.name, instance.reloads, text))
-    old = [i for i in master.old if i.alive]
+    for process in current:
+        seconds = int(now - process.started)
+        text = uptimes.get(seconds)
+        if text is None:
+            text = uptimes[seconds] = uptime(seconds)
+        out.append(PROGRAM_ROW % (process.pid, process.name, process.reloads, text))
     if old:
         out.append("# old programs\n")
-        for instance in old:
-            out.append(PROGRAM_ROW % (instance.pid, instance.name, instance.reloads,
-                                      uptime(now - instance.started_wall)))
+        for process in old:
+            out.append(PROGRAM_ROW % (process.pid, process.name, process.reloads, uptime(now - process.started)))
     return "".join(out)
 
 
-PROGRAM_COLUMNS = ("<name>", "<state>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>", "<on-reload>")
+PROGRAM_COLUMNS = ("<name>", "<state>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>", "<on-reload>",
+                   "<reason>")
 
 
 def _seconds(value: float) -> str:
@@ -79,19 +78,20 @@ def show_programs(master: Master, now: float | None = None) -> str:
     """One line per configured program, running or not, with what HAProxy never showed.
 
     Columns are as wide as their longest value (at least the header), so long names keep the table
-    aligned, and every cell is a single word (``-`` when empty) so ``awk`` can split it.
+    aligned, and every cell but the last is a single word (``-`` when empty) so ``awk`` can split it;
+    the last, ``<reason>``, says why a program is FATAL or why a reload kept its old process.
     """
-    now = time.time() if now is None else now
+    status = snapshot(master, now)
     rows: list[tuple[str, ...]] = []
-    for supervised in master.programs.values():
-        instance = supervised.instance
-        running = instance is not None and instance.alive and supervised.state in (State.RUNNING, State.STOPPING)
-        last = supervised.last_exit.short().replace(" ", "=") if supervised.last_exit else UNKNOWN
-        backoff = _seconds(supervised.backoff_remaining()) if supervised.state is State.BACKOFF else UNKNOWN
-        rows.append((supervised.name, supervised.state.value,
-                     str(instance.pid) if running and instance else UNKNOWN,
-                     uptime(instance.uptime(now)) if running and instance else UNKNOWN,
-                     str(supervised.restarts), last, backoff, supervised.program.on_reload))
+    for program in status.programs:
+        started = program.uptime(status.now)
+        rows.append((program.name, program.state.value,
+                     str(program.pid) if program.pid is not None else UNKNOWN,
+                     uptime(started) if started is not None else UNKNOWN,
+                     str(program.restarts),
+                     program.last_exit.short().replace(" ", "=") if program.last_exit else UNKNOWN,
+                     _seconds(program.backoff_seconds) if program.state is State.BACKOFF else UNKNOWN,
+                     program.on_reload, program.reason.replace("\n", " ") or UNKNOWN))
     widths = [max(len(PROGRAM_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows))
               for i in range(len(PROGRAM_COLUMNS))]
     header = "#" + PROGRAM_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
@@ -104,32 +104,30 @@ def show_programs(master: Master, now: float | None = None) -> str:
 
 def show_info(master: Master, connections: int, maxconn: int, now: float | None = None) -> str:
     """``Key: value`` lines like HAProxy's worker ``show info``: easy for people and for scripts."""
-    now = time.time() if now is None else now
-    config = master.config
-    states = [s.state for s in master.programs.values()]
-    up = int(max(0.0, now - master.started_wall))
+    status = snapshot(master, now)
+    up = int(max(0.0, status.now - status.started))
     fields = [
         ("Name", "progset-supervisor"),
-        ("Version", master.version),
-        ("Pid", os.getpid()),
+        ("Version", status.version),
+        ("Pid", status.pid),
         ("Uptime", f"{up // 86400}d {up % 86400 // 3600}h{up % 3600 // 60:02d}m{up % 60:02d}s"),
         ("Uptime_sec", up),
-        ("Config", master.options.config_path),
-        ("Config_origin", (config.origin if config else "") or UNKNOWN),
-        ("Config_hash", config.hash if config else UNKNOWN),
-        ("Config_source", (str(config.source) if config else "") or UNKNOWN),
-        ("Programs", len(states)),
-        ("Running", sum(1 for s in states if s is State.RUNNING)),
-        ("Backoff", sum(1 for s in states if s is State.BACKOFF)),
-        ("Stopped", sum(1 for s in states if s in (State.STOPPED, State.EXITED))),
-        ("Fatal", sum(1 for s in states if s is State.FATAL)),
-        ("Old_instances", sum(1 for i in master.old if i.alive)),
-        ("Reloads", master.reloads),
-        ("Reloads_succeeded", master.reload_results.get("success", 0)),
-        ("Reloads_failed", master.reload_results.get("failure", 0)),
-        ("Failed_reloads", master.failed_reloads),
-        ("Reload_in_progress", 1 if master.reload_run is not None else 0),
-        ("Stopping", 1 if master.shutting_down else 0),
+        ("Config", status.config_path),
+        ("Config_origin", status.config_origin or UNKNOWN),
+        ("Config_hash", status.config_hash or UNKNOWN),
+        ("Config_source", status.config_source or UNKNOWN),
+        ("Programs", len(status.programs)),
+        ("Running", status.count(State.RUNNING)),
+        ("Backoff", status.count(State.BACKOFF)),
+        ("Stopped", status.count(State.STOPPED, State.EXITED)),
+        ("Fatal", status.count(State.FATAL)),
+        ("Old_instances", len(status.old)),
+        ("Reloads", status.reloads),
+        ("Reloads_succeeded", status.reload_results.get("success", 0)),
+        ("Reloads_failed", status.reload_results.get("failure", 0)),
+        ("Failed_reloads", status.failed_reloads),
+        ("Reload_in_progress", 1 if status.reload_in_progress else 0),
+        ("Stopping", 1 if status.shutting_down else 0),
         ("CurrConns", connections),
         ("Maxconn", maxconn),
     ]

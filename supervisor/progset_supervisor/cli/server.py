@@ -11,13 +11,13 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from ..acceptor import Acceptor
+from ..runtime.acceptor import Acceptor
 from .session import Session
 from .sockets import SocketSpec, bind, parse_spec, unlink_if_ours
 
 if TYPE_CHECKING:
-    from ..loop import Timer
-    from ..master import Master
+    from ..core.master import Master
+    from ..runtime.loop import Timer
 
 ACCEPT_BATCH = 64
 EMFILE_PAUSE = 0.5

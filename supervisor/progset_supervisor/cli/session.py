@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from . import commands
 from .commands import Reply
@@ -29,8 +29,7 @@ from .protocol import encode, find_command_end, split_words
 from .render import prompt_clock
 
 if TYPE_CHECKING:
-    from ..master import Master
-    from .server import CliServer
+    from ..core.master import Master
     from .sockets import SocketSpec
 
 READ_CHUNK = 64 * 1024
@@ -49,6 +48,19 @@ PROMPT_USAGE = (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliServer(Protocol):
+    """What a session needs from the server that accepted it (:class:`.server.CliServer`), declared
+    here so that the server imports the session and not the other way round."""
+
+    master: Master
+    specs: list[SocketSpec]
+    sessions: set[Any]
+    maxconn: int
+    idle_timeout: float
+
+    def forget(self, session: Session) -> None: ...
 
 
 def guarded(method: F) -> F:

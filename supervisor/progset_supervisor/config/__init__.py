@@ -4,7 +4,7 @@ import importlib
 from typing import Any
 
 from .errors import ConfigError, Problem
-from .loader import load_path, load_text
+from .loader import load_path, load_paths, load_text
 from .model import (
     API_VERSION,
     KIND,
@@ -21,7 +21,8 @@ from .model import (
 
 __all__ = [
     "API_VERSION", "KIND", "RENDERED_KIND", "Backoff", "Config", "ConfigError", "EnvVar", "Problem",
-    "Program", "Source", "config_from_spec", "load_haproxy_text", "load_path", "load_text", "load_yaml_text",
+    "Program", "Source", "config_from_spec", "load_haproxy_text", "load_path", "load_paths", "load_text",
+    "load_yaml_text",
     "parse_signal", "render_document", "spec_hash",
 ]
 

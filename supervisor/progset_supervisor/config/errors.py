@@ -36,3 +36,23 @@ class ConfigError(Exception):
     @property
     def first(self) -> Problem:
         return self.problems[0]
+
+
+def haproxy_wording(problem: Problem) -> Problem:
+    """The same problem in HAProxy's words: ``config : parsing [h.cfg:14]: message``.
+
+    Loaders locate problems as ``file:line`` (and ``file:line (keyword)`` for a value); HAProxy's
+    alerts say ``parsing [file:line]``, and scripts that grep HAProxy's output look for that.
+    Problems of YAML/JSON files keep their own form: HAProxy has nothing to compare them with.
+    """
+    location = problem.location
+    keyword = ""
+    if location.endswith(")") and " (" in location:
+        location, keyword = location[:-1].split(" (", 1)
+    file, _, line = location.rpartition(":")
+    if file.endswith((".yaml", ".yml", ".json")):
+        return problem  # HAProxy never read those: progset's own wording (file:line (spec path): message)
+    message = f"({keyword}) {problem.message}" if keyword else problem.message
+    if file and line.isdigit():
+        return Problem(f"config : parsing [{file}:{line}]", message)
+    return Problem(f"config : {problem.location}" if problem.location else "config", problem.message)

@@ -15,19 +15,24 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .errors import ConfigError, Problem
 from .haproxy_cond import ConditionError, eval_condition
 from .haproxy_tokens import TokenError, Tokens, tokenize
+from .haproxy_version import DEFAULT_ENABLED, DISABLING_KEYWORDS, HAProxyTarget
 from .model import Config, Path, _closest, config_from_spec
+from .probes import LEVELS
 
 SECTION_KEYWORDS = frozenset({
     "global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist", "mailers",
     "program", "http-errors", "ring", "cache", "fcgi-app", "crt-store", "traces", "log-forward", "acme",
 })
 MESSAGE_DIRECTIVES = (".alert", ".warning", ".notice", ".diag")
+ENV_KEYWORDS = ("setenv", "presetenv", "resetenv", "unsetenv")
+# 'global' keywords that change how the rest is read (the environment, enabled()) or what programs get
+GLOBAL_KEYWORDS = frozenset({*ENV_KEYWORDS, "expose-deprecated-directives", "ssl-server-verify", *DISABLING_KEYWORDS})
 
 
 class _Keyword(NamedTuple):
@@ -57,8 +62,24 @@ KEYWORDS: dict[str, _Keyword] = {
     "umask": _Keyword(1, 1, "umask 0022", "umask"),
     "critical": _Keyword(0, 0, "[no] critical", "critical"),
     "depends-on": _Keyword(1, None, "depends-on db cache", None),
+    # Health (see probes.py): one check type keyword per level, its timings on '<level>-options'.
+    "depends-on-condition": _Keyword(2, 2, "depends-on-condition db started|ready", None),
+    "notify": _Keyword(0, 0, "[no] notify", "notify"),
+    "notify-access": _Keyword(1, 1, "notify-access main|all", "notifyAccess"),
+    "watchdog": _Keyword(1, 1, "watchdog 30s", "watchdogSeconds"),
 }
-NEGATABLE = ("option", "critical")
+for _level in LEVELS:
+    KEYWORDS[f"{_level}-http"] = _Keyword(1, None, f"{_level}-http <port> [</path>] [host <ip>] [scheme http|https] "
+                                          "[header <name> <value>]...", _level)
+    KEYWORDS[f"{_level}-tcp"] = _Keyword(1, 3, f"{_level}-tcp <port> [host <ip>]", _level)
+    KEYWORDS[f"{_level}-exec"] = _Keyword(1, None, f"{_level}-exec /usr/bin/check --flag", _level)
+    KEYWORDS[f"{_level}-options"] = _Keyword(
+        2, None, f"{_level}-options [initial-delay <time>] [period <time>] [timeout <time>] "
+        "[success-threshold <n>] [failure-threshold <n>]", f"{_level} options")
+NEGATABLE = ("option", "critical", "notify")
+# The check keywords are listed once for all levels, not nine times.
+KNOWN_KEYWORDS = ", ".join([*(k for k in KEYWORDS if not k.startswith(LEVELS)),
+                            "readiness-|liveness-|startup- http|tcp|exec|options"])
 BACKOFF_FIELDS = ("initialSeconds", "maxSeconds", "resetAfterSeconds")
 # What a user who knows the ProgramSet YAML (or supervisord) is likely to type instead.
 ALIASES = {
@@ -88,8 +109,9 @@ def parse_time(text: str) -> float:
 class _Program:
     """One ``program`` section being read: its spec entry and where each field was set."""
 
-    def __init__(self, name: str, line: int) -> None:
+    def __init__(self, name: str, file: int, line: int) -> None:
         self.name = name
+        self.file = file  # index into the reader's files
         self.line = line
         self.spec: dict[str, Any] = {}
         self.lines: dict[Path, int] = {}  # spec path inside the program -> line
@@ -107,17 +129,36 @@ class _Cond:
         self.seen_else = False
 
 
-class _Reader:
-    """Reads a file line by line, collecting every problem instead of stopping at the first."""
+class Message(NamedTuple):
+    """A ``.notice``/``.warning``/``.diag`` line, or a warning of the loader, to print once loaded."""
 
-    def __init__(self, filename: str, environ: Mapping[str, str], check_references: bool) -> None:
-        self.filename = filename
-        self.environ = environ
+    level: str  # NOTICE, WARNING, DIAG
+    text: str  # HAProxy's wording: "parsing [file:line]: 'text'."
+
+
+class _Reader:
+    """Reads HAProxy files in order as one configuration, collecting every problem instead of stopping.
+
+    What HAProxy shares between the files of one load is shared here too: the environment that
+    ``global``'s ``setenv``/``presetenv``/``resetenv``/``unsetenv`` change, the run-time options
+    ``enabled()`` asks about, and the program names. A section or an ``.if`` block ends with its file.
+    """
+
+    def __init__(self, environ: Mapping[str, str], check_references: bool, target: HAProxyTarget) -> None:
+        self.environ = dict(environ)  # changed by the env keywords of 'global', as HAProxy's own environment
+        self.env_ops: list[tuple[str, ...]] = []
+        self.target = target
+        self.enabled = set(DEFAULT_ENABLED)
+        self.deprecated_allowed = False
         self.check_references = check_references
-        self.problems: list[tuple[int, Problem]] = []  # (line, problem), sorted by line at the end
-        self.flagged: set[int] = set()  # lines whose own text was rejected: the model need not repeat it
-        self.keyword_at: dict[int, str] = {}  # line -> program keyword as written there
-        self.located: dict[str, int] = {}  # location text handed to config_from_spec -> its line
+        self.files: list[str] = []
+        self.filename = ""
+        self.file = -1
+        self.problems: list[tuple[int, int, Problem]] = []  # (file, line, problem), sorted at the end
+        self.flagged: set[tuple[int, int]] = set()  # lines whose own text was rejected: the model need not repeat it
+        self.keyword_at: dict[tuple[int, int], str] = {}  # (file, line) -> program keyword as written there
+        self.located: dict[str, tuple[int, int]] = {}  # location text handed to config_from_spec -> its line
+        self.messages: list[Message] = []
         self.programs: list[_Program] = []  # kept sections, in spec order
         self.by_name: dict[str, _Program] = {}
         self.section: str | None = None  # keyword of the current section
@@ -126,18 +167,27 @@ class _Reader:
         self.current: _Program | None = None
         self.conds: list[_Cond] = []
 
-    def where(self, line: int) -> str:
-        return f"{self.filename}:{line}"
+    def where(self, line: int, file: int | None = None) -> str:
+        return f"{self.files[self.file if file is None else file]}:{line}"
 
-    def fail(self, line: int, message: str, *, about_line: bool = True) -> None:
+    def fail(self, line: int, message: str, *, about_line: bool = True, file: int | None = None) -> None:
         """Record a problem; ``about_line=False`` for a whole section, so other problems of its line still show."""
-        self.problems.append((line, Problem(self.where(line), message)))
+        file = self.file if file is None else file
+        self.problems.append((file, line, Problem(self.where(line, file), message)))
         if about_line:
-            self.flagged.add(line)
+            self.flagged.add((file, line))
+
+    def say(self, level: str, line: int, text: str) -> None:
+        self.messages.append(Message(level, f"parsing [{self.where(line)}]: {text}"))
 
     # -- lines and directives -------------------------------------------------------------------
 
-    def read(self, text: str) -> None:
+    def read(self, text: str, filename: str) -> None:
+        """One file; HAProxy starts each file outside any section and ends its ``.if`` blocks with it."""
+        self.files.append(filename)
+        self.file = len(self.files) - 1
+        self.filename = filename
+        self.section, self.section_name, self.current, self.conds = None, "", None, []
         for number, raw in enumerate(text.split("\n"), start=1):
             pseudo = {".FILE": self.filename, ".LINE": str(number), ".SECTION": self.section_name}
             try:
@@ -150,7 +200,8 @@ class _Reader:
             if tokens.words:
                 self.line(number, tokens)
         for cond in self.conds:
-            self.fail(cond.line, "'.if' block is never closed: add '.endif'")
+            self.fail(cond.line, "non-terminated '.if' block.")
+        self.end_sections()
 
     def line(self, number: int, tokens: Tokens) -> None:
         words = list(tokens.words)
@@ -177,10 +228,12 @@ class _Reader:
             if tokens.issues:
                 self.fail(number, tokens.issues[0])
             elif prefix and (prefix == "default" or keyword not in NEGATABLE):
-                self.fail(number, f"'{prefix} {keyword}' is not supported: only 'no option start-on-reload' "
-                          "and 'no critical' take a 'no' prefix")
+                self.fail(number, f"'{prefix} {keyword}' is not supported: only 'no option start-on-reload', "
+                          "'no critical' and 'no notify' take a 'no' prefix")
             else:
                 self.program_keyword(number, keyword, words[1:], negated)
+        elif self.section == "global" and not prefix and keyword in GLOBAL_KEYWORDS:
+            self.global_keyword(number, keyword, words[1:])
         elif keyword == "command" and not prefix:  # in a section progset skips
             self.fail(number, f"'command' is only valid in a 'program' section, but this line is in the "
                       f"'{self.section}' section started at line {self.section_line}; is a "
@@ -189,7 +242,7 @@ class _Reader:
     def conditional(self, number: int, words: list[str]) -> None:
         directive, rest = words[0], words[1:]
         if directive in (".else", ".endif") and rest:
-            self.fail(number, f"unexpected argument '{rest[0]}' after '{directive}'")
+            self.fail(number, f"Unexpected argument '{rest[0]}' for '{directive}'.")
         if directive == ".if":
             if self.conds and not self.conds[-1].taking:
                 self.conds.append(_Cond(number, taking=False, decided=True))
@@ -198,13 +251,13 @@ class _Reader:
             self.conds.append(_Cond(number, taking=taking, decided=taking))
             return
         if not self.conds:
-            self.fail(number, f"'{directive}' without a matching '.if'")
+            self.fail(number, f"lone '{directive}' with no matching '.if'.")
             return
         top = self.conds[-1]
         if directive == ".endif":
             self.conds.pop()
         elif top.seen_else:
-            self.fail(number, f"'{directive}' after '.else' (opened by '.if' at line {top.line})")
+            self.fail(number, f"'{directive}' after '.else' is not permitted (the '.if' is at line {top.line}).")
         elif directive == ".else":
             top.taking, top.decided, top.seen_else = not top.decided, True, True
         elif top.decided:
@@ -215,24 +268,73 @@ class _Reader:
     def evaluate(self, number: int, directive: str, words: list[str]) -> bool:
         text = " ".join(words)  # HAProxy re-joins the words into one expression
         try:
-            return eval_condition(text, self.environ)
+            return eval_condition(text, self.environ, self.target, enabled=self.enabled.__contains__,
+                                  directive=directive)
         except ConditionError as exc:
-            self.fail(number, f"{directive} {text}: {exc}")
+            self.fail(number, f"{exc}: {directive} {text}")
             return False
 
     def directive(self, number: int, words: list[str]) -> None:
         if words[0] not in MESSAGE_DIRECTIVES:
             hint = _closest(words[0], [".if", ".elif", ".else", ".endif", *MESSAGE_DIRECTIVES])
-            self.fail(number, f"unknown directive '{words[0]}'" + (f"; did you mean '{hint}'?" if hint else ""))
+            self.fail(number, f"unknown directive '{words[0]}'." + (f" Did you mean '{hint}'?" if hint else ""))
         elif len(words) > 2:
-            self.fail(number, f"'{words[0]}' takes one message; quote it if it contains spaces")
+            self.fail(number, f"Unexpected argument '{words[2]}' for '{words[0]}'. Use quotes if the message "
+                      "should contain spaces.")
         elif words[0] == ".alert":
             self.fail(number, f".alert: {words[1] if len(words) > 1 else ''}")
-        # .warning/.notice/.diag only inform in HAProxy; a loader has nowhere to print them
+        else:
+            self.say(words[0][1:].upper(), number, f"'{words[1] if len(words) > 1 else ''}'.")
+
+    # -- global ---------------------------------------------------------------------------------
+
+    def global_keyword(self, number: int, keyword: str, args: list[str]) -> None:
+        """The few ``global`` keywords that change how the rest is read, or what programs inherit."""
+        if keyword in ENV_KEYWORDS:
+            self.env_keyword(number, keyword, args)
+        elif keyword == "expose-deprecated-directives":
+            self.deprecated_allowed = True
+        elif keyword in DISABLING_KEYWORDS:
+            self.enabled.discard(DISABLING_KEYWORDS[keyword])
+        elif keyword == "ssl-server-verify" and args:
+            (self.enabled.add if args[0] == "none" else self.enabled.discard)("SERVER-SSL-VERIFY-NONE")
+
+    def env_keyword(self, number: int, keyword: str, args: list[str]) -> None:
+        """HAProxy's ``cfg_parse_global_env_opts``: applied now, so later lines see the change."""
+        if keyword in ("setenv", "presetenv"):
+            allowed = 2 if self.target.at_least("3.1") else 3  # up to 3.0, a third word was silently ignored
+            if len(args) > allowed:
+                self.fail(number, f"'{keyword}' cannot handle unexpected argument '{args[allowed]}'.")
+                return
+            if not args or not args[0]:
+                self.fail(number, f"'{keyword}' expects environment variable name.")
+                return
+            if len(args) < 2 or not args[1]:
+                self.fail(number, f"'{keyword}' expects environment variable value for '{args[0]}'.")
+                return
+            if "=" in args[0]:
+                self.fail(number, f"'{keyword}' failed on variable '{args[0]}' : Invalid argument.")
+                return
+            if keyword == "setenv" or args[0] not in self.environ:
+                self.environ[args[0]] = args[1]
+            self.env_ops.append((keyword, args[0], args[1]))
+        elif keyword == "unsetenv":
+            if not args:
+                self.fail(number, "'unsetenv' expects at least one variable name.")
+                return
+            for name in args:
+                self.environ.pop(name, None)
+            self.env_ops.append((keyword, *args))
+        else:  # resetenv: keep only the names given
+            keep = set(args)
+            for name in [n for n in self.environ if n not in keep]:
+                del self.environ[name]
+            self.env_ops.append((keyword, *args))
 
     # -- sections -------------------------------------------------------------------------------
 
     def start_section(self, number: int, words: list[str], tokens: Tokens) -> None:
+        self.end_sections()
         self.section = words[0]
         self.section_name = words[1] if len(words) > 1 else words[0]
         self.section_line = number
@@ -252,20 +354,28 @@ class _Reader:
             self.fail(number, tokens.issues[0])
             keep = False
         elif name in self.by_name:
-            first = self.by_name[name].line
-            self.fail(number, f"program section '{name}' already exists (first at {self.where(first)})")
+            first = self.by_name[name]
+            self.fail(number, f"program section '{name}' already exists (first at "
+                      f"{self.where(first.line, first.file)})")
             keep = False
-        self.current = _Program(name=name, line=number)  # a rejected section is still read, for its errors
+        if keep and self.target.at_least("3.1") and not self.deprecated_allowed:
+            self.say("WARNING", number, f"The 'program' section is deprecated in HAProxy {self.target.version}, "
+                     "which requires 'expose-deprecated-directives' in 'global' before it; progset loads it anyway.")
+            self.deprecated_allowed = True  # once, as HAProxy warns once
+        self.current = _Program(name=name, file=self.file, line=number)  # a rejected section is still read
         if keep:
             self.current.spec["name"] = name
             self.by_name[name] = self.current
             self.programs.append(self.current)
 
     def end_sections(self) -> None:
-        for program in self.programs:
-            if "command" not in program.spec and not program.command_tried:
-                self.fail(program.line, f"program section '{program.name}' lacks a command to launch; add a "
-                          "'command <argv...>' line", about_line=False)
+        """The current program section ends (a new section, or its file ends): it must have a command."""
+        program = self.current
+        self.current = None
+        if program is not None and program.name in self.by_name and self.by_name[program.name] is program \
+                and "command" not in program.spec and not program.command_tried:
+            self.fail(program.line, f"program section '{program.name}' lacks a command to launch; add a "
+                      "'command <argv...>' line", about_line=False, file=program.file)
 
     # -- program keywords -----------------------------------------------------------------------
 
@@ -276,19 +386,19 @@ class _Reader:
         if spec is None:
             hint = ALIASES.get(keyword.lower()) or _closest(keyword, list(KEYWORDS))
             self.fail(number, f"unknown keyword '{keyword}' in 'program' section"
-                      + (f"; did you mean '{hint}'?" if hint else f"; known keywords: {', '.join(KEYWORDS)}"))
+                      + (f"; did you mean '{hint}'?" if hint else f"; known keywords: {KNOWN_KEYWORDS}"))
             return
         if not spec.min_args <= len(args) <= (spec.max_args if spec.max_args is not None else len(args)):
             self.fail(number, _arity_message(keyword, spec, len(args)))
             return
         written = f"{'no ' if negated else ''}{keyword}"
-        self.keyword_at[number] = written
+        self.keyword_at[(self.file, number)] = written
         if keyword == "option":
             if args[0] != "start-on-reload":
                 self.fail(number, f"unknown option '{args[0]}' in 'program' section; the only option is "
                           "'start-on-reload' (see also 'on-reload restart|keep|signal')")
                 return
-            written = self.keyword_at[number] = f"{written} start-on-reload"
+            written = self.keyword_at[(self.file, number)] = f"{written} start-on-reload"
         if spec.field is not None and not self.claim(program, spec.field, written, number):
             return
         handler = _HANDLERS.get(keyword, _set_field)
@@ -318,33 +428,37 @@ class _Reader:
     def locate(self, path: Path) -> str:
         """``file:line (keyword)`` of the keyword that set ``path`` (its program's line if none did)."""
         if len(path) < 2 or path[0] != "programs" or not isinstance(path[1], int) or path[1] >= len(self.programs):
-            return self.filename
+            return self.files[0] if self.files else ""
         program = self.programs[path[1]]
         line = program.line
         for cut in range(len(path) - 2, 0, -1):
             if path[2:2 + cut] in program.lines:
                 line = program.lines[path[2:2 + cut]]
                 break
-        keyword = self.keyword_at.get(line)
-        location = f"{self.where(line)} ({keyword})" if keyword else self.where(line)
-        self.located[location] = line
+        keyword = self.keyword_at.get((program.file, line))
+        where = self.where(line, program.file)
+        location = f"{where} ({keyword})" if keyword else where
+        self.located[location] = (program.file, line)
         return location
 
     def config(self) -> Config:
         # A missing command is already reported; a stand-in lets the model check everything else.
         spec = {"programs": [p.spec if "command" in p.spec else {**p.spec, "command": ["-"]} for p in self.programs]}
         config = None
+        origin = self.files[0] if len(self.files) == 1 else ", ".join(self.files)
         try:
-            config = config_from_spec(spec, self.locate, origin=self.filename,
-                                      check_references=self.check_references)
+            config = config_from_spec(spec, self.locate, origin=origin, check_references=self.check_references,
+                                      haproxy_names=True)
         except ConfigError as exc:
             for problem in exc.problems:
-                line = self.located.get(problem.location, 0)
-                if line not in self.flagged:  # one report per line: ours is the more specific
-                    self.problems.append((line, problem))
+                file, line = self.located.get(problem.location, (0, 0))
+                if (file, line) not in self.flagged:  # one report per line: ours is the more specific
+                    self.problems.append((file, line, problem))
         if self.problems or config is None:
-            self.problems.sort(key=lambda item: item[0])
-            raise ConfigError([problem for _, problem in self.problems])
+            self.problems.sort(key=lambda item: (item[0], item[1]))
+            raise ConfigError([problem for _, _, problem in self.problems])
+        config.messages = tuple(self.messages)
+        config.env_ops = tuple(self.env_ops)
         return config
 
 
@@ -367,6 +481,23 @@ def _set_field(program: _Program, spec: _Keyword, args: list[str], line: int, ne
     assert spec.field is not None
     program.spec[spec.field] = args[0]
     program.lines[(spec.field,)] = line
+
+
+def _set_identity(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    """``user``/``group``: a name must exist now, as HAProxy resolves it while reading the file (a numeric
+    id need not: it is progset's addition for users that exist only as numbers, e.g. OpenShift's)."""
+    name = args[0]
+    if not name.isdigit():
+        import grp
+        import pwd
+
+        try:
+            pwd.getpwnam(name) if spec.field == "user" else grp.getgrnam(name)
+        except KeyError:
+            kind = "user" if spec.field == "user" else "group"
+            raise ValueError(f"cannot find {kind} id for '{name}'; use a numeric id for a {kind} that has no entry "
+                             "in this system's files") from None
+    _set_field(program, spec, args, line, negated)
 
 
 def _set_command(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
@@ -411,22 +542,107 @@ def _add_depends(program: _Program, spec: _Keyword, args: list[str], line: int, 
         depends.append(name)
 
 
+def _set_notify(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    program.spec["notify"] = not negated
+    program.lines[("notify",)] = line
+
+
+def _add_condition(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    conditions = program.spec.setdefault("dependsOnCondition", {})
+    program.lines.setdefault(("dependsOnCondition",), line)
+    if args[0] in conditions:
+        raise ValueError(f"the condition for '{args[0]}' is already set for program '{program.name}'")
+    conditions[args[0]] = args[1]
+    program.lines[("dependsOnCondition", args[0])] = line
+
+
+def _set_probe(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    """``<level>-http|tcp|exec``: the check's type and target; its timings come from ``<level>-options``."""
+    assert spec.field is not None
+    level, kind = spec.field, spec.usage.split(None, 1)[0].rsplit("-", 1)[1]
+    probe = program.spec.setdefault(level, {})
+    program.lines.setdefault((level,), line)
+    program.lines[(level, kind)] = line
+    if kind == "exec":
+        probe[kind] = {"command": list(args)}
+        return
+    action: dict[str, Any] = {"port": args[0]}
+    probe[kind] = action
+    rest = args[1:]
+    if kind == "http" and rest and rest[0].startswith("/"):
+        action["path"], rest = rest[0], rest[1:]
+    while rest:
+        option = rest[0]
+        if option == "host" and len(rest) >= 2:
+            action["host"], rest = rest[1], rest[2:]
+        elif option == "scheme" and kind == "http" and len(rest) >= 2:
+            action["scheme"], rest = rest[1], rest[2:]
+        elif option == "header" and kind == "http" and len(rest) >= 3:
+            action.setdefault("headers", []).append({"name": rest[1], "value": rest[2]})
+            rest = rest[3:]
+        else:
+            known = "host <ip>" + (", scheme http|https, header <name> <value>" if kind == "http" else "")
+            raise ValueError(f"'{spec.usage.split(None, 1)[0]}': unexpected '{option}' (or its value is missing); "
+                             f"options are {known}; usage: {spec.usage}")
+
+
+_PROBE_OPTIONS = {"initial-delay": "initialDelaySeconds", "period": "periodSeconds", "timeout": "timeoutSeconds",
+                  "success-threshold": "successThreshold", "failure-threshold": "failureThreshold"}
+
+
+def _set_probe_options(program: _Program, spec: _Keyword, args: list[str], line: int, negated: bool) -> None:
+    """``<level>-options period 5s timeout 1s failure-threshold 3``: Kubernetes' timing fields, kebab-case."""
+    assert spec.field is not None
+    level = spec.field.split()[0]
+    probe = program.spec.setdefault(level, {})
+    program.lines.setdefault((level,), line)
+    if len(args) % 2:
+        raise ValueError(f"'{level}-options' takes pairs of option and value; usage: {spec.usage}")
+    for option, value in zip(args[::2], args[1::2], strict=True):
+        key = _PROBE_OPTIONS.get(option)
+        if key is None:
+            hint = _closest(option, list(_PROBE_OPTIONS))
+            raise ValueError(f"unknown '{level}-options' option '{option}'"
+                             + (f"; did you mean '{hint}'?" if hint else f"; options: {', '.join(_PROBE_OPTIONS)}"))
+        if key in probe:
+            raise ValueError(f"'{option}' is given twice")
+        if key.endswith("Threshold"):
+            if not value.isdigit():
+                raise ValueError(f"'{option}' expects a whole number of at least 1, got '{value}'")
+            probe[key] = int(value)
+        else:
+            probe[key] = parse_time(value)
+        program.lines[(level, key)] = line
+
+
 _Handler = Callable[[_Program, _Keyword, list[str], int, bool], None]
 _HANDLERS: dict[str, _Handler] = {
-    "command": _set_command, "option": _set_option, "stop-timeout": _set_time, "backoff-initial": _set_time,
+    "command": _set_command, "user": _set_identity, "group": _set_identity, "option": _set_option,
+    "stop-timeout": _set_time, "backoff-initial": _set_time,
     "backoff-max": _set_time, "backoff-reset": _set_time, "env": _add_env, "critical": _set_critical,
-    "depends-on": _add_depends,
+    "depends-on": _add_depends, "notify": _set_notify, "watchdog": _set_time, "depends-on-condition": _add_condition,
+    **{f"{level}-{kind}": _set_probe for level in LEVELS for kind in ("http", "tcp", "exec")},
+    **{f"{level}-options": _set_probe_options for level in LEVELS},
 }
 
 
-def load_haproxy_text(text: str, filename: str, environ: Mapping[str, str] | None = None, *,
-                      check_references: bool = True) -> Config:
-    """Load the ``program`` sections of HAProxy-syntax ``text``; ``environ`` feeds ``"${VAR}"`` and ``.if``.
+def load_haproxy_files(files: Sequence[tuple[str, str]], environ: Mapping[str, str] | None = None, *,
+                       check_references: bool = True, target: HAProxyTarget | None = None) -> Config:
+    """Load the ``program`` sections of HAProxy files (``(filename, text)``, in order) as one configuration.
 
+    ``environ`` feeds ``"${VAR}"`` and ``.if`` (``os.environ`` by default); ``global``'s environment
+    keywords change it for the lines after them, and are kept in :attr:`Config.env_ops` so the programs
+    get the same environment. ``target`` is the HAProxy version conditions are evaluated as.
     Raises :class:`ConfigError` listing every problem found, each located as ``file:line``.
-    ``check_references=False`` lets ``depends-on`` name programs of other files (see ``load_path``).
+    ``check_references=False`` lets ``depends-on`` name programs of other files (see ``load_paths``).
     """
-    reader = _Reader(filename, os.environ if environ is None else environ, check_references)
-    reader.read(text)
-    reader.end_sections()
+    reader = _Reader(os.environ if environ is None else environ, check_references, target or HAProxyTarget())
+    for filename, text in files:
+        reader.read(text, filename)
     return reader.config()
+
+
+def load_haproxy_text(text: str, filename: str, environ: Mapping[str, str] | None = None, *,
+                      check_references: bool = True, target: HAProxyTarget | None = None) -> Config:
+    """One file's :func:`load_haproxy_files`."""
+    return load_haproxy_files([(filename, text)], environ, check_references=check_references, target=target)

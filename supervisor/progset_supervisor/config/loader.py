@@ -1,20 +1,27 @@
-"""Entry point for loading ``-f CONFIG``: a file in any of the three syntaxes, or a directory.
+"""Entry point for loading ``-f CONFIG`` (repeatable): files in any of the three syntaxes, or directories.
 
 A directory is what the kubelet mounts for a ConfigMap: each key is a file (behind the ``..data``
-symlink it swaps atomically). Every visible file with a known extension is loaded, in name order,
-and their programs are merged; the same program name in two files is an error.
+symlink it swaps atomically), or HAProxy's ``conf.d``. Every visible ``*.cfg`` (HAProxy's rule) and
+``*.yaml``/``*.yml``/``*.json`` file is loaded, in name order. As in HAProxy, all ``-f`` are read in the
+order given, and the HAProxy-syntax files among them are one configuration: ``global``'s ``setenv`` in
+the first file is seen by the next ones. Programs are merged; the same program name twice is an error.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, Problem
 from .model import Config, Path
 
+if TYPE_CHECKING:
+    from .haproxy_version import HAProxyTarget
+
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 HAPROXY_SUFFIXES = (".cfg", ".conf")
+DIRECTORY_SUFFIXES = (*YAML_SUFFIXES, ".cfg")  # HAProxy reads only *.cfg of a directory
 
 
 def load_text(text: str, filename: str, *, check_references: bool = True) -> Config:
@@ -57,45 +64,84 @@ def fingerprint(files: Iterable[tuple[str, bytes]]) -> bytes:
 
 
 def config_files(directory: str) -> list[str]:
-    """Visible files with a known extension, sorted; hidden entries (``..data``, ``..2026_...``) skipped."""
+    """Visible ``*.cfg``, ``*.yaml``, ``*.yml``, ``*.json`` files, sorted; hidden entries (``..data``,
+    ``..2026_...``) skipped, and other files too (HAProxy skips a ``conf.d/README.conf`` as well)."""
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
         raise ConfigError(Problem(directory, f"cannot list directory: {exc.strerror}")) from None
     return [os.path.join(directory, n) for n in names
-            if not n.startswith(".") and n.endswith(YAML_SUFFIXES + HAPROXY_SUFFIXES)
+            if not n.startswith(".") and n.endswith(DIRECTORY_SUFFIXES)
             and os.path.isfile(os.path.join(directory, n))]
 
 
 def load_path(path: str | os.PathLike[str]) -> Config:
-    """Load ``-f``: one file, or every config file of a directory merged in name order."""
-    target = os.fspath(path)
-    if not os.path.exists(target):
-        raise ConfigError(Problem(target, "no such file or directory"))
+    """Load one ``-f``: a file, or every config file of a directory merged in name order."""
+    return load_paths([os.fspath(path)])
+
+
+def expand_paths(paths: Sequence[str]) -> list[str]:
+    """The files ``-f`` names, in HAProxy's order: each ``-f`` in turn, a directory's files in name order."""
+    files: list[str] = []
+    problems: list[Problem] = []
+    for target in paths:
+        if not os.path.exists(target):
+            problems.append(Problem(target, "no such file or directory"))
+        elif os.path.isdir(target):
+            try:
+                found = config_files(target)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            if not found:
+                problems.append(Problem(target, "directory holds no config file (*.cfg, *.yaml, *.yml, *.json)"))
+            files.extend(found)
+        else:
+            files.append(target)
+    if problems:
+        raise ConfigError(problems)
+    return files
+
+
+def load_paths(paths: Sequence[str], *, environ: Mapping[str, str] | None = None,
+               target: HAProxyTarget | None = None) -> Config:
+    """Load every ``-f`` as one configuration (see the module docstring); ``environ`` and ``target`` go
+    to the HAProxy-syntax loader (``"${VAR}"``, ``.if``)."""
+    files = expand_paths(paths)
     read: list[tuple[str, bytes]] = []
-    config = _load_directory(target, read) if os.path.isdir(target) else load_text(_read(target, read), target)
-    config.fingerprint = fingerprint(read)
-    return config
-
-
-def _load_directory(target: str, read: list[tuple[str, bytes]]) -> Config:
-    files = config_files(target)
-    if not files:
-        raise ConfigError(Problem(target, "directory holds no config file (*.yaml, *.yml, *.json, *.cfg, "
-                                  "*.conf)"))
-    if len(files) == 1:
-        return load_text(_read(files[0], read), files[0])
-    configs: list[Config] = []
+    texts: list[tuple[str, str]] = []
     problems: list[Problem] = []
     for file in files:
         try:
-            # references are checked once all files are merged: dependsOn may name another file's program
-            configs.append(load_text(_read(file, read), file, check_references=False))
+            texts.append((file, _read(file, read)))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return merge_configs(configs, target)
+    haproxy = [(name, text) for name, text in texts if not name.endswith(YAML_SUFFIXES)]
+    only_haproxy = len(haproxy) == len(texts)  # then the HAProxy load is the whole config: check it whole
+    configs: list[Config] = []
+    haproxy_config: Config | None = None
+    for name, text in texts:  # in file order; the HAProxy files load together, where the first one is
+        try:
+            if not name.endswith(YAML_SUFFIXES):
+                if name == haproxy[0][0]:
+                    from .haproxy import load_haproxy_files
+
+                    haproxy_config = load_haproxy_files(haproxy, environ, check_references=only_haproxy,
+                                                        target=target)
+                    configs.append(haproxy_config)
+            else:
+                configs.append(load_text(text, name, check_references=len(texts) == 1))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    config = configs[0] if len(configs) == 1 else merge_configs(configs, ", ".join(paths))
+    if haproxy_config is not None and len(configs) > 1:
+        config.messages, config.env_ops = haproxy_config.messages, haproxy_config.env_ops
+    config.fingerprint = fingerprint(read)
+    return config
 
 
 def merge_configs(configs: list[Config], origin: str) -> Config:
@@ -130,4 +176,5 @@ def merge_configs(configs: list[Config], origin: str) -> Config:
             return origins[path[1]]
         return origin
 
-    return config_from_spec(spec, locate, origin=origin, source=sources[0] if sources else None)
+    # names were checked by each file's loader (HAProxy files keep HAProxy's names); only merging is checked here
+    return config_from_spec(spec, locate, origin=origin, source=sources[0] if sources else None, haproxy_names=True)

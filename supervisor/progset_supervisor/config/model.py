@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from .errors import ConfigError, Problem
+from .probes import DEPENDENCY_CONDITIONS, LEVELS, NOTIFY_ACCESS, Probe, probe_from_spec
 
 API_VERSION = "progset.io/v1alpha1"
 KIND = "ProgramSet"
@@ -51,6 +52,7 @@ Locator = Callable[[Path], str]
 PROGRAM_KEYS = frozenset({
     "name", "command", "env", "workingDir", "umask", "user", "group", "restart", "backoff",
     "stopSignal", "stopTimeoutSeconds", "onReload", "reloadSignal", "critical", "dependsOn",
+    "dependsOnCondition", "readiness", "liveness", "startup", "notify", "notifyAccess", "watchdogSeconds",
 })
 BACKOFF_KEYS = frozenset({"initialSeconds", "maxSeconds", "resetAfterSeconds"})
 SPEC_KEYS = frozenset({"programs", "readyPrograms", "configMapName"})
@@ -114,10 +116,35 @@ class Program(NamedTuple):
     reload_signal: str | None = None
     critical: bool = False
     depends_on: tuple[str, ...] = ()
+    # Health (see ``probes``): checks run by the supervisor, and sd_notify readiness the program reports.
+    depends_on_condition: tuple[tuple[str, str], ...] = ()  # (dependency, "started"|"ready"), explicit ones
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    startup: Probe | None = None
+    notify: bool = False
+    notify_access: str = "main"
+    watchdog_seconds: float = 0.0
 
     @property
     def effective_reload_signal(self) -> str:
         return self.reload_signal or DEFAULT_RELOAD_SIGNAL
+
+    @property
+    def has_readiness_source(self) -> bool:
+        """Whether "running" and "ready" differ for this program: a readiness check or sd_notify."""
+        return self.readiness is not None or self.notify
+
+    def probes(self) -> tuple[tuple[str, Probe], ...]:
+        """The configured checks as (level, probe), in LEVELS order."""
+        return tuple((level, probe) for level, probe in zip(LEVELS, (self.readiness, self.liveness, self.startup),
+                                                            strict=True) if probe is not None)
+
+    def condition_for(self, dependency: str) -> str | None:
+        """The explicit ``dependsOnCondition`` for ``dependency``; None: ready if it has a readiness source."""
+        for name, condition in self.depends_on_condition:
+            if name == dependency:
+                return condition
+        return None
 
     def definition(self) -> tuple[object, ...]:
         """What the running process was made from; a change here forces a restart on reload.
@@ -125,8 +152,12 @@ class Program(NamedTuple):
         ``onReload``, ``restart``, ``backoff``, stop settings, ``critical`` and ``dependsOn`` only steer
         how the supervisor treats the process, so changing them alone never bounces a running program
         (a user switching ``restart`` to ``keep`` must not restart the program they want to keep).
+        Checks are not part of it either (a changed check is re-planned on the running process);
+        ``notify`` and ``watchdogSeconds`` are, because they are the process's ``NOTIFY_SOCKET`` and
+        ``WATCHDOG_USEC``, which it read at start.
         """
-        return (self.command, self.env, self.working_dir, self.umask, self.user, self.group)
+        return (self.command, self.env, self.working_dir, self.umask, self.user, self.group, self.notify,
+                self.watchdog_seconds)
 
     def to_spec(self) -> dict[str, Any]:
         """The fully defaulted camelCase form, as the operator renders it."""
@@ -156,6 +187,15 @@ class Program(NamedTuple):
             spec["group"] = self.group
         if self.on_reload == "signal":
             spec["reloadSignal"] = self.effective_reload_signal
+        # The health fields are written only when set, so configs without them keep their hash.
+        if self.depends_on_condition:
+            spec["dependsOnCondition"] = dict(self.depends_on_condition)
+        for level, probe in self.probes():
+            spec[level] = probe.to_spec()
+        if self.notify:
+            spec["notify"] = True
+            spec["notifyAccess"] = self.notify_access
+            spec["watchdogSeconds"] = self.watchdog_seconds
         return spec
 
 
@@ -178,7 +218,8 @@ NO_SOURCE = Source()
 class Config:
     """A validated configuration: programs in order plus supervisor-wide settings."""
 
-    __slots__ = ("_hash", "config_map_name", "fingerprint", "origin", "programs", "ready_programs", "source")
+    __slots__ = ("_hash", "config_map_name", "env_ops", "fingerprint", "messages", "origin", "programs",
+                 "ready_programs", "source")
 
     def __init__(self, programs: tuple[Program, ...] = (), ready_programs: tuple[str, ...] | None = None,
                  config_map_name: str | None = None, source: Source = NO_SOURCE, origin: str = "") -> None:
@@ -189,6 +230,10 @@ class Config:
         self.origin = origin
         # What ``load_path`` read to make this config (``loader.fingerprint``); empty otherwise.
         self.fingerprint = b""
+        # HAProxy syntax only: the .notice/.warning/.diag messages of the load (``haproxy.Message``), and
+        # global's setenv/presetenv/resetenv/unsetenv in order (``environment.apply_env_ops``).
+        self.messages: tuple[Any, ...] = ()
+        self.env_ops: tuple[tuple[str, ...], ...] = ()
         self._hash: str | None = None
 
     def __repr__(self) -> str:
@@ -354,7 +399,23 @@ def parse_umask(value: object) -> int:
     return mode
 
 
-def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | None:
+def kubernetes_name(name: str) -> str:
+    """The name a program written in HAProxy syntax gets where a Kubernetes name is needed (a ProgramSet):
+    lower case, every run of other characters than letters and digits becomes one ``-``, at most
+    :data:`NAME_MAX` characters (``spoe_agent`` -> ``spoe-agent``, ``Mirror.V2`` -> ``mirror-v2``)."""
+    mapped = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:NAME_MAX].strip("-")
+    return mapped or "program"
+
+
+def _valid_name(name: object, haproxy_names: bool) -> bool:
+    if not isinstance(name, str):
+        return False
+    if haproxy_names:  # HAProxy takes any word; only what cannot be printed on one line is refused
+        return bool(name) and name.isprintable() and not any(c.isspace() for c in name)
+    return len(name) <= NAME_MAX and bool(NAME_RE.fullmatch(name))
+
+
+def _program_from_spec(raw: object, path: Path, check: _Checker, haproxy_names: bool = False) -> Program | None:
     if not isinstance(raw, Mapping):
         check.fail(path, f"each program must be a mapping with at least name and command, got {raw!r}")
         return None
@@ -364,9 +425,12 @@ def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | No
     name = raw.get("name")
     if name is None:
         check.fail(path, "missing 'name'")
-    elif not isinstance(name, str) or len(name) > NAME_MAX or not NAME_RE.fullmatch(name):
+    elif haproxy_names and not _valid_name(name, True):
+        check.fail((*path, "name"), f"invalid program name {name!r}: a name is one word of printable characters")
+    elif not _valid_name(name, haproxy_names):
+        hint = f" (e.g. '{kubernetes_name(name)}')" if isinstance(name, str) else ""
         check.fail((*path, "name"), f"invalid program name {name!r}: use lower-case letters, digits and '-', "
-                   f"starting and ending with a letter or digit, at most {NAME_MAX} characters")
+                   f"starting and ending with a letter or digit, at most {NAME_MAX} characters{hint}")
 
     command = raw.get("command")
     argv: tuple[str, ...] = ()
@@ -476,6 +540,8 @@ def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | No
             else:
                 depends.append(dep)
 
+    health = _health_from_spec(raw, path, check, depends)
+
     if len(check.problems) != before:
         return None
     return Program(
@@ -494,7 +560,45 @@ def _program_from_spec(raw: object, path: Path, check: _Checker) -> Program | No
         reload_signal=reload_signal,
         critical=bool(critical),
         depends_on=tuple(depends),
+        **health,
     )
+
+
+def _health_from_spec(raw: Mapping[str, Any], path: Path, check: _Checker, depends: list[str]) -> dict[str, Any]:
+    """The checks, sd_notify settings and dependency conditions of one program (see ``probes``)."""
+    health: dict[str, Any] = {}
+    for level in LEVELS:
+        if raw.get(level) is not None:
+            health[level] = probe_from_spec(raw[level], (*path, level), check, level)
+    notify = raw.get("notify", False)
+    if not isinstance(notify, bool):
+        check.fail((*path, "notify"), f"expected true or false, got {notify!r}")
+    health["notify"] = notify is True
+    for key in ("notifyAccess", "watchdogSeconds"):
+        if raw.get(key) is not None and notify is not True:
+            check.fail((*path, key), f"{key} only applies with notify: true (the program reports over "
+                       "NOTIFY_SOCKET); set notify: true or remove it")
+    if raw.get("notifyAccess") is not None:
+        health["notify_access"] = check.choice(raw["notifyAccess"], (*path, "notifyAccess"), NOTIFY_ACCESS)
+    if raw.get("watchdogSeconds") is not None:
+        health["watchdog_seconds"] = check.number(raw["watchdogSeconds"], (*path, "watchdogSeconds"))
+    conditions = raw.get("dependsOnCondition")
+    if conditions is not None:
+        cpath = (*path, "dependsOnCondition")
+        if not isinstance(conditions, Mapping):
+            check.fail(cpath, "dependsOnCondition must map dependency names to started or ready, "
+                       "e.g. {db: started}")
+        else:
+            pairs = []
+            for name, condition in conditions.items():
+                if name not in depends:
+                    check.fail((*cpath, str(name)), f"dependsOnCondition names '{name}', which is not in "
+                               "dependsOn; add it there")
+                value = check.choice(condition, (*cpath, str(name)), DEPENDENCY_CONDITIONS)
+                if value is not None:
+                    pairs.append((str(name), value))
+            health["depends_on_condition"] = tuple(sorted(pairs))
+    return health
 
 
 def _check_graph(programs: Sequence[Program], paths: Mapping[str, Path], check: _Checker) -> None:
@@ -529,13 +633,16 @@ def _find_cycle(graph: Mapping[str, Sequence[str]]) -> list[str]:
 
 
 def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str = "",
-                     source: Source | None = None, check_references: bool = True) -> Config:
+                     source: Source | None = None, check_references: bool = True,
+                     haproxy_names: bool = False) -> Config:
     """Validate a ProgramSet ``spec`` mapping and build a :class:`Config`, or raise :class:`ConfigError`.
 
     ``locate`` turns a path inside the spec into a location text (file:line when the loader knows
     lines); by default the path itself is shown (``spec.programs[1].command``).
     ``check_references=False`` skips the checks that need the other programs (``dependsOn`` targets
     and cycles, ``readyPrograms`` names): for one file of a directory, whose merge is checked instead.
+    ``haproxy_names=True`` accepts program names as HAProxy does (any word: ``spoe_agent``, ``Mirror.V2``)
+    instead of the Kubernetes names a ProgramSet needs (see :func:`kubernetes_name`).
     """
     check = _Checker(locate or path_text)
     if not isinstance(spec, Mapping):
@@ -552,7 +659,7 @@ def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str
     if len(raw_programs) > MAX_PROGRAMS:
         check.fail(("programs",), f"too many programs ({len(raw_programs)} > {MAX_PROGRAMS})")
     for i, raw in enumerate(raw_programs):
-        program = _program_from_spec(raw, ("programs", i), check)
+        program = _program_from_spec(raw, ("programs", i), check, haproxy_names)
         name = raw.get("name") if isinstance(raw, Mapping) else None
         if isinstance(name, str) and name in paths:
             # Reported even when this entry has other errors, so one run shows every mistake.

@@ -17,10 +17,10 @@ import os
 import struct
 from collections.abc import Callable
 
-from .config import ConfigError
-from .config.loader import HAPROXY_SUFFIXES, YAML_SUFFIXES, config_files, fingerprint
-from .libc import libc
-from .loop import Loop, Timer
+from ..config import ConfigError
+from ..config.loader import HAPROXY_SUFFIXES, YAML_SUFFIXES, config_files, fingerprint
+from ..runtime.libc import libc
+from ..runtime.loop import Loop, Timer
 
 IN_MODIFY = 0x002
 IN_ATTRIB = 0x004

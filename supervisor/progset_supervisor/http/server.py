@@ -18,19 +18,20 @@ the loop that restarts programs, no client may hold that loop:
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .acceptor import Acceptor
-from .loop import Timer
+from ..core.status import snapshot
+from ..runtime.acceptor import Acceptor
+from ..runtime.loop import Timer
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..core.exits import ExitStatus
+    from ..core.master import Master
+    from ..core.status import ProgramStatus
     from .metrics import Exporter
-    from .program import Supervised
 
 MAX_REQUEST = 8192
 MAX_CONNECTIONS = 64
@@ -199,6 +200,8 @@ class Connection:
         self.server.loop.remove_reader(self.fd)
         self.server.loop.remove_writer(self.fd)
         self.sock.close()
+        self.out = memoryview(b"")  # the response: nothing of a finished request outlives it
+        self.inbuf = bytearray()
         self.server.connections.discard(self)
         self.server.busy.discard(self)
 
@@ -207,8 +210,9 @@ class HttpServer:
     """The listening socket, the open connections and the routes."""
 
     def __init__(self, master: Master, host: str, port: int, *, max_connections: int = MAX_CONNECTIONS,
-                 timeout: float = TIMEOUT_SECONDS) -> None:
+                 timeout: float = TIMEOUT_SECONDS, metrics_reuse: float = METRICS_REUSE_SECONDS) -> None:
         self.master = master
+        self.metrics_reuse = metrics_reuse
         self.loop = master.loop
         self.max_connections = max_connections
         self.timeout = timeout
@@ -274,80 +278,95 @@ class HttpServer:
         return text(200, "ok")
 
     def _readyz(self, request: Request) -> Response:
-        ready, not_ready = self.master.ready()
-        if ready:
+        status = snapshot(self.master)
+        if status.ready:
             return text(200, "ok")
-        programs = self.master.programs
-        details = [f"{name} ({programs[name].state.value})" if name in programs else name for name in not_ready]
+        states = {p.name: p.state.value for p in status.programs}
+        details = [f"{name} ({states[name]})" if name in states else name for name in status.not_ready]
         return text(503, "not ready: " + ", ".join(details))
 
     def _status(self, request: Request) -> Response:
-        body = json.dumps(status_document(self.master), indent=1).encode() + b"\n"
-        return Response(200, body, "application/json")
+        return Response(200, status_json(status_document(self.master)), "application/json")
 
     def _metrics(self, request: Request) -> Response:
         now = time.monotonic()
         if self._metrics_cache is not None and now < self._metrics_cache[0]:
             return self._metrics_cache[1]
         if self._exporter is None:
-            from .metrics import Exporter  # prometheus_client costs several MB: only once someone scrapes
+            from .metrics import Exporter  # only once someone scrapes
 
             self._exporter = Exporter(self.master)
         body, content_type = self._exporter.render()
         response = Response(200, body, content_type)
         done = time.monotonic()
-        self._metrics_cache = (done + max(METRICS_REUSE_SECONDS, 4 * (done - now)), response)
+        self._metrics_cache = (done + max(self.metrics_reuse, 4 * (done - now)), response)
         return response
 
 
-def _exit_document(supervised: Supervised) -> dict[str, Any] | None:
-    last = supervised.last_exit
+def _exit_document(last: ExitStatus | None) -> dict[str, Any] | None:
     if last is None:
         return None
     return {"code": last.code, "reason": last.reason, "signal": last.signal, "text": last.short(),
             "time": round(last.when, 3)}
 
 
-def program_document(supervised: Supervised, now: float) -> dict[str, Any]:
+def program_document(program: ProgramStatus, now: float) -> dict[str, Any]:
     """One program as ``show programs`` shows it: state, pid, uptime, restarts, last exit, backoff."""
-    instance = supervised.instance if supervised.instance is not None and supervised.instance.alive else None
+    uptime = program.uptime(now)
     return {
-        "name": supervised.name,
-        "state": supervised.state.value,
-        "pid": supervised.pid,
-        "started": round(instance.started_wall, 3) if instance else None,
-        "uptime_seconds": round(instance.uptime(now), 3) if instance else None,
-        "restarts": supervised.restarts,
-        "exits": sum(supervised.exits.values()),
-        "last_exit": _exit_document(supervised),
-        "backoff_seconds": round(supervised.backoff_remaining(), 3),
-        "restart_policy": supervised.program.restart,
-        "on_reload": supervised.program.on_reload,
-        "critical": supervised.program.critical,
-        "fatal_reason": supervised.fatal_reason or None,
+        "name": program.name,
+        "state": program.state.value,
+        "pid": program.pid,
+        "started": round(program.started, 3) if program.started is not None else None,
+        "uptime_seconds": round(uptime, 3) if uptime is not None else None,
+        "restarts": program.restarts,
+        "exits": sum(program.exits.values()),
+        "last_exit": _exit_document(program.last_exit),
+        "backoff_seconds": round(program.backoff_seconds, 3),
+        "restart_policy": program.restart_policy,
+        "on_reload": program.on_reload,
+        "critical": program.critical,
+        "fatal_reason": program.fatal_reason or None,
+        "reload_error": program.reload_error or None,
     }
 
 
 def status_document(master: Master) -> dict[str, Any]:
     """Everything ``/status`` returns: the supervisor, its config, its reloads and every program."""
-    now = time.time()
-    ready, not_ready = master.ready()
-    config = master.config
+    status = snapshot(master)
+    now = status.now
     return {
-        "version": master.version,
-        "pid": os.getpid(),
-        "uptime_seconds": round(now - master.started_wall, 3),
-        "ready": ready,
-        "not_ready": not_ready,
-        "shutting_down": master.shutting_down,
-        "config": None if config is None else {"hash": config.hash, "origin": config.origin,
-                                               "source": str(config.source) or None},
-        "reloads": {"success": master.reload_results["success"], "failure": master.reload_results["failure"],
-                    "last": master.last_reload_time},
-        "programs": [program_document(s, now) for s in master.programs.values()],
-        "old_programs": [{"name": i.name, "pid": i.pid, "uptime_seconds": round(i.uptime(now), 3),
-                          "reloads": i.reloads} for i in master.old if i.alive],
+        "version": status.version,
+        "pid": status.pid,
+        "uptime_seconds": round(now - status.started, 3),
+        "ready": status.ready,
+        "not_ready": list(status.not_ready),
+        "shutting_down": status.shutting_down,
+        "config": None if status.config_hash is None else {
+            "hash": status.config_hash, "origin": status.config_origin, "source": status.config_source or None},
+        "reloads": {"success": status.reload_results.get("success", 0),
+                    "failure": status.reload_results.get("failure", 0), "last": status.last_reload},
+        "programs": [program_document(p, now) for p in status.programs],
+        "old_programs": [{"name": o.name, "pid": o.pid, "uptime_seconds": round(max(0.0, now - o.started), 3),
+                          "reloads": o.reloads} for o in status.old],
     }
+
+
+def status_json(document: dict[str, Any]) -> bytes:
+    """``document`` with one top-level key, and one program, per line.
+
+    Not ``json.dumps(indent=...)``: with an indent, ``json`` encodes in Python through nested closures
+    that form reference cycles, about 30 objects of cyclic garbage per request (issue 18), and takes
+    several times as long. Each line here comes from the C encoder.
+    """
+    lines = []
+    for key, value in document.items():
+        if isinstance(value, list) and value:
+            items = ",\n".join(f"  {json.dumps(item)}" for item in value)
+            lines.append(f" {json.dumps(key)}: [\n{items}\n ]")
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)}")
+    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
 
 
 def start_http(master: Master, address: str) -> HttpServer:

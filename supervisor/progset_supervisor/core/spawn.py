@@ -19,7 +19,7 @@ import functools
 import os
 from collections.abc import Mapping
 
-from .config import Program
+from ..config import Program
 
 
 class SpawnError(Exception):
@@ -192,3 +192,17 @@ def spawn(program: Program, env: dict[str, str] | None, *, pdeathsig: bool) -> t
     # be polled by subprocess's clean-up at the next Popen, which would steal the exit status.
     popen.returncode = 0
     return popen.pid, out_r, err_r
+
+
+def preflight(program: Program, base_env: Mapping[str, str]) -> str | None:
+    """Why ``program`` cannot start on this machine (user, group, working directory, executable), or
+    None. Checked before a reload stops a working process for a new definition: the old process
+    stays when the new one could not start."""
+    try:
+        resolve_identity(program)
+        if program.working_dir is not None and not os.path.isdir(program.working_dir):
+            return f"working directory {program.working_dir} does not exist"
+        resolve_executable(program, build_env(program, base_env) if program.env else base_env)
+    except SpawnError as exc:
+        return str(exc)
+    return None

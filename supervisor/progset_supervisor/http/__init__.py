@@ -1,0 +1,1 @@
+"""The HTTP surface: the server and its routes, the Prometheus collector, the /proc process-tree reader."""
