@@ -100,18 +100,26 @@ def test_final_stage_runs_as_a_numeric_non_root_user(name: str) -> None:
     assert not [a for op, a in after if op == "RUN"]
 
 
-def test_supervisor_entrypoint_keeps_the_config_path_when_flags_replace_the_command() -> None:
-    """``docker run IMAGE --log-format json`` replaces CMD only: the config path is in the entrypoint."""
+def test_supervisor_default_command_and_config_when_flags_replace_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker run IMAGE --log-format json`` replaces CMD: $PROGSET_CONFIG (set by the image) keeps
+    the config; an explicit -f replaces it (several -f are one configuration, so it must not add)."""
     from progset_supervisor.__main__ import parse_args
 
     (entrypoint,) = [json.loads(a) for op, a in final_stage("supervisor") if op == "ENTRYPOINT"]
     (command,) = [json.loads(a) for op, a in final_stage("supervisor") if op == "CMD"]
-    assert entrypoint[0] in PYPROJECT["project"]["scripts"]
-    default = parse_args(entrypoint[1:] + command)
-    assert default.config == "/etc/progset" and default.sockets == [
+    assert entrypoint == ["progset-supervisor"] and entrypoint[0] in PYPROJECT["project"]["scripts"]
+    envs = " ".join(a for op, a in final_stage("supervisor") if op == "ENV")
+    (config,) = re.findall(r"PROGSET_CONFIG=(\S+)", envs)
+    monkeypatch.setenv("PROGSET_CONFIG", config)
+    default = parse_args(command)
+    assert default.config == ["/etc/progset"] and default.sockets == [
         "/var/run/progset/master.sock,mode,660,level,operator"]
-    assert parse_args([*entrypoint[1:], "--log-format", "json"]).config == "/etc/progset"
-    assert parse_args([*entrypoint[1:], "-f", "/other.cfg"]).config == "/other.cfg"
+    assert parse_args(["--log-format", "json"]).config == ["/etc/progset"]
+    assert parse_args(["-f", "/other.cfg"]).config == ["/other.cfg"]
+    assert parse_args(["-f/other.cfg", "-c"]).config == ["/other.cfg"]
+    monkeypatch.delenv("PROGSET_CONFIG")
+    with pytest.raises(SystemExit):
+        parse_args(["--log-format", "json"])  # outside the image -f stays required
 
 
 def test_operator_entrypoint_and_default_command() -> None:

@@ -16,9 +16,10 @@ RECIPE = """\
 FROM {base}
 COPY --from={bundle} /opt/progset /opt/progset
 RUN install -d -m 1777 /run/progset
+ENV PROGSET_CONFIG=/etc/progset
 USER 65532:65532
-ENTRYPOINT ["/opt/progset/bin/progset-supervisor", "-f", "/etc/progset"]
-CMD ["-S", "/var/run/progset/master.sock,mode,660,level,operator"]
+ENTRYPOINT ["/opt/progset/bin/progset-supervisor"]
+CMD ["-f", "/etc/progset", "-S", "/var/run/progset/master.sock,mode,660,level,operator"]
 """
 HAPROXY_CFG = """\
 global
