@@ -11,16 +11,22 @@ import pytest
 from .engine import build_derived, container, run
 from .podlike import configmap_volume, http_body
 
-# The README's recipe, FROM an image without Python (Debian minbase + haproxy, as HAProxy's own image).
-RECIPE = """\
-FROM {base}
-COPY --from={bundle} /opt/progset /opt/progset
-RUN install -d -m 1777 /run/progset
-ENV PROGSET_CONFIG=/etc/progset
-USER 65532:65532
-ENTRYPOINT ["/opt/progset/bin/progset-supervisor"]
-CMD ["-f", "/etc/progset", "-S", "/var/run/progset/master.sock,mode,660,level,operator"]
-"""
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_recipe(base: str, bundle: str) -> str:
+    """README's Dockerfile ("Adding progset to your own image") with the test's base and bundle: the
+    base is Debian minbase + haproxy, without Python, as HAProxy's own image."""
+    text = README.read_text()
+    section = text[text.index("### Adding progset to your own image\n"):]
+    recipe = section[section.index("```dockerfile\n") + 14:section.index("```", section.index("```dockerfile\n") + 14)]
+    lines = recipe.splitlines()
+    assert lines[0].startswith("FROM ") and lines[1].startswith("COPY --from=registry.example/progset/progset-bundle:")
+    lines[0] = f"FROM {base}"
+    lines[1] = f"COPY --from={bundle} /opt/progset /opt/progset"
+    return "\n".join(lines) + "\n"
+
+
 HAPROXY_CFG = """\
 global
     master-worker
@@ -52,8 +58,8 @@ programs:
 def image_with_bundle(progset_image_names: dict[str, str], debian_base_without_python: str, tmp_path: Path) -> str:
     context = tmp_path / "context"
     context.mkdir()
-    return build_derived(RECIPE.format(base=debian_base_without_python, bundle=progset_image_names["bundle"]),
-                         context, "with-bundle")
+    return build_derived(readme_recipe(debian_base_without_python, progset_image_names["bundle"]), context,
+                         "with-bundle")
 
 
 def test_the_target_image_has_no_python(image_with_bundle: str) -> None:
@@ -69,8 +75,8 @@ def test_bundle_runs_haproxy_and_a_helper_as_pid1(image_with_bundle: str, tmp_pa
     (app / "haproxy.cfg").chmod(0o644)
     config = configmap_volume(tmp_path / "config", {"programs.yaml": PROGRAMS}, "1")
     metrics = free_port + 1 if free_port < 65535 else free_port - 1
-    options = ["--network", "host", "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/run/progset",
-               "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+    options = ["--network", "host", "--user", "65532:65532", "--read-only", "--tmpfs", "/tmp",
+               "--tmpfs", "/run/progset", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                "-v", f"{app}:/etc/haproxy-app:ro", "-v", f"{config}:/etc/progset:ro"]
     with container(image_with_bundle, "-S", "/var/run/progset/master.sock",
                    "--metrics-address", f"127.0.0.1:{metrics}", options=options) as sup:

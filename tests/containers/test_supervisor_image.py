@@ -3,6 +3,7 @@ container, reload through the kubelet's ``..data`` swap, ``docker stop``, exit c
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from .engine import build_derived, container, run
 from .podlike import configmap_volume, empty_dir, http_body
 
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
 # The pod of examples/workload-sidecar.yaml: uid/gid 1000, fsGroup 1000 (a supplementary group of
 # every container), a read-only root filesystem, no capabilities.
 POD_UID, FS_GROUP = 1000, 1000
@@ -98,21 +101,32 @@ def test_a_critical_programs_exit_code_is_the_containers(supervisor_image: str, 
         assert "job running" in exited.logs
 
 
-def test_documented_docker_run_lines_keep_the_default_config(supervisor_image: str, tmp_path: Path) -> None:
-    """``docker run IMAGE --some-flag`` replaces the default command, not the config path (README)."""
-    config = configmap_volume(tmp_path / "config", {"programs.yaml": PROGRAMS_V1}, "1")
-    mount = ["-v", f"{config}:/etc/progset:ro"]
-    done = run("run", "--rm", "--network", "none", *mount, supervisor_image, "-c")
-    assert "Configuration file is valid (2 programs" in done.stdout
-    with container(supervisor_image, "--log-format", "json", "--metrics-address", "off",
-                   options=["--network", "none", *HARDENED, *RUN_DIR, *mount]) as sup:
-        sup.wait_for(r'^\{.*web v1 up')
-        exited, _ = sup.stop(grace=20)
-        assert exited.code == 0, exited.logs
-    # An explicit -f still wins over the image's default.
-    done = run("run", "--rm", "--network", "none", "-v", f"{config}:/cfg:ro", supervisor_image,
-               "-f", "/cfg/programs.yaml", "-c")
-    assert "Configuration file is valid (2 programs" in done.stdout
+def readme_docker_run_lines() -> list[list[str]]:
+    text = README.read_text()
+    section = text[text.index("### Building the images\n"):text.index("### Adding progset to your own image\n")]
+    return [shlex.split(line) for line in section.splitlines() if line.strip().startswith("docker run ")]
+
+
+def test_documented_docker_run_lines_work_as_written(supervisor_image: str) -> None:
+    """README's ``docker run`` lines, with the built image's name: flags after the image name replace
+    the default command but keep the config ($PROGSET_CONFIG), ``-c`` checks it."""
+    lines = readme_docker_run_lines()
+    assert len(lines) >= 3 and any(line[-1] == "-c" for line in lines)
+    for argv in lines:
+        argv = [arg.replace("$PWD", str(REPO)) for arg in argv]
+        at = argv.index("progset-supervisor:0.1.0")
+        argv[at] = supervisor_image
+        if argv[-1] == "-c":
+            done = run(*argv[1:2], "--network", "none", *argv[2:])
+            assert "Configuration file is valid (1 programs" in done.stdout, done.stdout + done.stderr
+            continue
+        options = [arg for arg in argv[2:at] if arg != "--rm"]
+        with container(supervisor_image, *argv[at + 1:], options=["--network", "none", *options]) as sup:
+            sup.wait_for(r"hello, world")
+            if "json" in argv[at + 1:]:
+                sup.wait_for(r'^\{.*hello, world')
+            exited, _ = sup.stop(grace=20)
+            assert exited.code == 0, exited.logs
 
 
 HAPROXY_CFG = """\
