@@ -251,6 +251,11 @@ def program_schema() -> dict[str, Any]:
             "output": {"type": "string", "enum": list(OUTPUT_MODES),
                        "description": "How this program's output lines are written: prefixed (name | line), raw "
                                       "(as is, HAProxy's way) or json; default: the supervisor's --output."},
+            "runtimeSocket": {"type": "string", "minLength": 1, "maxLength": 4096,
+                              "description": "The program's own CLI socket (HAProxy's stats socket): /path, "
+                                             "unix@/path, host:port, ipv4@host:port, ipv6@[addr]:port or abns@name. "
+                                             "The Master CLI lists the program under '# workers' and forwards "
+                                             "'@1 <command>' to it."},
             "dependsOn": _names_schema("Programs that must be running before this one starts; stopped in "
                                        "reverse order.", CRD_MAX_DEPENDS_ON,
                                        "Name of another program of this ProgramSet."),
