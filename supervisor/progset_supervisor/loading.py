@@ -16,10 +16,10 @@ import os
 from collections.abc import MutableMapping, Sequence
 
 from .config import Config, ConfigError, load_paths
-from .config.loader import expand_paths
 from .config.environment import ProgramEnvironment
 from .config.errors import haproxy_wording
 from .config.haproxy_version import HAProxyTarget
+from .config.loader import expand_paths
 from .runtime.log import Logger
 
 
