@@ -113,25 +113,22 @@ COMMANDS: dict[str, Run | NotRun] = {
     "progset-operator inject -f examples/inject-deployment.yaml": Run("repo"),
     # Images, Helm, upgrades: need a registry or a cluster.
     "REGISTRY=registry.example/progset   # your registry": NotRun(IMAGES),
-    "VERSION=0.1.0": NotRun(IMAGES),
-    "docker build -f operator/Dockerfile   -t $REGISTRY/progset-operator:$VERSION .": NotRun(IMAGES),
-    "docker build -f supervisor/Dockerfile -t $REGISTRY/progset-supervisor:$VERSION .": NotRun(IMAGES),
-    "docker push $REGISTRY/progset-operator:$VERSION": NotRun(IMAGES),
-    "docker push $REGISTRY/progset-supervisor:$VERSION": NotRun(IMAGES),
     "kubectl apply --server-side --force-conflicts -f charts/progset/crds/programsets.progset.io.yaml": NotRun(CLUSTER),
     "helm upgrade progset charts/progset -n progset-system --reuse-values": NotRun(HELM),
     "helm uninstall progset -n progset-system": NotRun(HELM),
     "kubectl delete crd programsets.progset.io": NotRun(CLUSTER),
 }
-HELM_INSTALL = re.compile(r"^helm install progset charts/progset")  # the install variants, continued with \
+# Whole families that can never run here, matched by their start.
+PATTERNS: tuple[tuple[re.Pattern[str], NotRun], ...] = (
+    (re.compile(r"^helm install progset charts/progset"), NotRun(HELM)),
+    (re.compile(r"^(docker (build|push) |make images\b)"), NotRun(IMAGES)),
+)
 
 
 def classify(command: Command) -> Run | NotRun | None:
     if command.text in COMMANDS:
         return COMMANDS[command.text]
-    if HELM_INSTALL.match(command.text):
-        return NotRun(HELM)
-    return None
+    return next((kind for pattern, kind in PATTERNS if pattern.match(command.text)), None)
 
 
 def test_every_readme_command_is_classified() -> None:
