@@ -1,0 +1,44 @@
+"""What the supervisor says at start-up about its listeners, and how it refuses one it cannot bind."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from .cli_helpers import SLEEPERS, socket_dir
+from .helpers import Supervisor, write_config
+
+
+def test_a_taken_metrics_port_names_the_flag_and_leaves_no_socket_behind(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    address = f"127.0.0.1:{taken.getsockname()[1]}"
+    with socket_dir() as directory:
+        sock = directory / "master.sock"
+        sup = Supervisor(write_config(tmp_path, SLEEPERS), "-S", str(sock), metrics=address)
+        assert sup.proc.wait(15) == 1
+        sup.stop()
+        alerts = [line for line in sup.err.lines if "[ALERT]" in line]
+        assert alerts and alerts[-1].endswith(
+            f"Cannot start: --metrics-address {address}: Address already in use (another process listens there: "
+            "choose another address with --metrics-address, or --metrics-address off)"), sup.err.lines
+        assert [p.name for p in directory.iterdir() if ".sock" in p.name] == []  # nor a temporary name
+    taken.close()
+
+
+def test_start_up_says_there_is_no_master_cli_and_where_metrics_listen(tmp_path: Path) -> None:
+    sup = Supervisor(write_config(tmp_path, SLEEPERS), metrics="0.0.0.0:0")
+    try:
+        sup.wait_log(r"No Master CLI: no -S socket was given \(e\.g\. -S /var/run/progset/master\.sock\)")
+        sup.wait_log(r"HTTP endpoints on http://0\.0\.0\.0:\d+ ")
+        sup.wait_log(r"--metrics-address 0\.0\.0\.0:0 listens on every interface \(the default, for a pod's probes "
+                     r"and scrapes\); outside a container use --metrics-address 127\.0\.0\.1:9127 to keep it local")
+    finally:
+        assert sup.stop() == 0
+    local = Supervisor(write_config(tmp_path, SLEEPERS), metrics="127.0.0.1:0")
+    try:
+        local.wait_ready(2)
+        assert not local.err.matching("listens on every interface")
+    finally:
+        assert local.stop() == 0
