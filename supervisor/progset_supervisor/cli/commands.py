@@ -174,7 +174,10 @@ def _show_logs(ctx: Context, args: list[str]) -> Reply:
         if not args[3].isdigit() or int(args[3]) <= 0:
             return Reply.error(f"'show logs' expects a positive number of lines (got '{args[3]}')\n")
         count = int(args[3])
-    return Reply.dump("".join(line + "\n" for line in supervised.ring.tail(count)))
+    lines = supervised.ring.tail(count)
+    if not lines:  # an empty block would look like a lost answer
+        return Reply.info(f"Program '{name}' has written no output yet.\n")
+    return Reply.dump("".join(line + "\n" for line in lines))
 
 
 def _guard(action: Callable[[], Reply | None]) -> Reply | None:

@@ -169,13 +169,14 @@ def show_info(master: Master, connections: int, maxconn: int, now: float | None 
         ("Programs", len(status.programs)),
         ("Running", status.count(State.RUNNING)),
         ("Backoff", status.count(State.BACKOFF)),
-        ("Stopped", status.count(State.STOPPED, State.EXITED)),
+        ("Stopped", status.count(State.STOPPED)),  # by a command or at shutdown
+        ("Exited", status.count(State.EXITED)),  # ended, and its restart policy leaves it so
         ("Fatal", status.count(State.FATAL)),
         ("Old_instances", len(status.old)),
         ("Reloads", status.reloads),
         ("Reloads_succeeded", status.reload_results.get("success", 0)),
         ("Reloads_failed", status.reload_results.get("failure", 0)),
-        ("Failed_reloads", status.failed_reloads),
+        ("Reloads_failed_in_a_row", status.failed_reloads),  # since the last success: show proc's [failed: N]
         ("Reload_in_progress", 1 if status.reload_in_progress else 0),
         ("Stopping", 1 if status.shutting_down else 0),
         ("CurrConns", connections),

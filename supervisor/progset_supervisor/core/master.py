@@ -162,6 +162,7 @@ class Master(Processes):
                         f"from {config.origin or self.options.config_path}")
         self._apply(plan(None, config), config, None)
         self.log.notice("Loading success.")
+        self.log.end_attempt()
 
     def _on_stop_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -284,6 +285,7 @@ class Master(Processes):
             for problem in exc.problems:
                 self.log.alert(str(problem))
             self.log.alert("Failed to load the new configuration: nothing was changed, programs keep running")
+            self.log.end_attempt()
             self._count(False)
             if done is not None:
                 done(False, list(self.log.startup))
@@ -309,6 +311,7 @@ class Master(Processes):
         else:
             self.log.alert(f"Reload failed for {', '.join(run.problems)}: kept the running processes; "
                            "the next reload tries again")
+        self.log.end_attempt()
         self.reload_run = None
         lines = list(self.log.startup)
         for waiter in run.waiters:

@@ -31,6 +31,7 @@ class Logger:
         self.min_rank = _RANK[min_level]
         self.pid = os.getpid()
         self.startup: list[str] = []
+        self.collecting = True  # from start-up until the first load has finished
         self.listeners: list[Callable[[str], None]] = []
         # Where formatted lines go instead of ``stream`` once the loop runs: ``OutputSink.write_supervisor``,
         # which never blocks (a stalled stderr pipe must not freeze the loop).
@@ -39,12 +40,18 @@ class Logger:
     def begin_attempt(self) -> None:
         """A new load or reload attempt starts: its log replaces the previous one."""
         self.startup = []
+        self.collecting = True
+
+    def end_attempt(self) -> None:
+        """The attempt is over: later messages (runtime events) stay out of ``show startup-logs``,
+        which shows the start-up or the last reload only, as HAProxy's does."""
+        self.collecting = False
 
     def log(self, level: str, message: str) -> None:
         if _RANK[level] < self.min_rank:
             return
         line = haproxy_line(level, self.pid, message)
-        if len(self.startup) < STARTUP_LOG_LIMIT:
+        if self.collecting and len(self.startup) < STARTUP_LOG_LIMIT:
             self.startup.append(line)
         for listener in self.listeners:
             listener(line)
