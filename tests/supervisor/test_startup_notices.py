@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 from .cli_helpers import SLEEPERS, socket_dir
-from .helpers import Supervisor, write_config
+from .helpers import PROJECT, Supervisor, http_get, wait_until, write_config
 
 
 def test_a_taken_metrics_port_names_the_flag_and_leaves_no_socket_behind(tmp_path: Path) -> None:
@@ -42,3 +42,33 @@ def test_start_up_says_there_is_no_master_cli_and_where_metrics_listen(tmp_path:
         assert not local.err.matching("listens on every interface")
     finally:
         assert local.stop() == 0
+
+
+def test_a_clean_exit_is_a_notice_and_a_failure_an_alert(tmp_path: Path) -> None:
+    config = write_config(tmp_path, """programs:
+  - name: once
+    command: [sh, -c, "exit 0"]
+    restart: never
+  - name: broken
+    command: [sh, -c, "exit 3"]
+    restart: never
+""")
+    sup = Supervisor(config)
+    try:
+        sup.wait_log(r"\[NOTICE\]   \(\d+\) : Current program 'once' \(\d+\) exited with code 0 \(Exit\)")
+        sup.wait_log(r"\[ALERT\]    \(\d+\) : Current program 'broken' \(\d+\) exited with code 3 \(Exit\)")
+    finally:
+        sup.stop()
+
+
+def test_the_bundled_example_is_ready_while_its_programs_run() -> None:
+    """`make run`'s example: no ALERT for `hello`'s clean exit, and /readyz 200 once all run."""
+    sup = Supervisor(PROJECT / "examples/haproxy-programs.cfg", metrics="127.0.0.1:0")
+    try:
+        port = int(sup.wait_log(r"HTTP endpoints on http://127\.0\.0\.1:(\d+)")[0].group(1))
+        sup.out.wait_for(r"flaky \| flaky: will crash in 20s")
+        sup.wait_log(r"\[NOTICE\]   \(\d+\) : Current program 'hello' \(\d+\) exited with code 0")
+        wait_until(lambda: http_get(port, "/readyz").status == 200)
+        assert not sup.err.matching(r"\[ALERT\]")
+    finally:
+        sup.stop()

@@ -239,8 +239,9 @@ class Supervised:
                 self._set_state(State.STOPPING)
             self.settle(instance)
             return
-        self.host.log.alert(f"Current program '{self.name}' ({instance.pid}) exited with code {status.code} "
-                            f"({status.describe()})")
+        # HAProxy logs every exit as ALERT; a clean exit (code 0) is a program doing its job, not an alert
+        say = self.host.log.alert if status.failed else self.host.log.notice
+        say(f"Current program '{self.name}' ({instance.pid}) exited with code {status.code} ({status.describe()})")
         policy = self.program.restart
         if policy == "always" or (policy == "on-failure" and status.failed):
             ran = self.host.monotonic() - instance.started_mono
