@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
     args = parse_args(argv)
     log = Logger(fmt=args.log_format, min_level="ALERT" if args.quiet else "DIAG" if args.diag else "NOTICE")
+    log.timestamps = args.log_timestamps
     refusal = refuse_haproxy_only_flags(args)
     if refusal:
         log.alert(refusal)
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(config_path=", ".join(args.config), log_lines=args.log_lines, pdeathsig=not is_pid1,
                       watch=not args.no_watch, loader=loader.load)
     sink = OutputSink(args.log_format, mode=args.output)
+    sink.timestamps = args.log_timestamps
     master = Master(options, loop, log, sink, base_env=os.environ)
     attach_output(master, sink, log)
     master.install_signals()

@@ -62,6 +62,8 @@ OPTIONS: tuple[Option, ...] = (
            "refused unless it says 'programs: []')", kind=None, default=False),
     Option(("--log-lines",), "log_lines", "lines of output kept per program for 'show logs' (default %(default)s)",
            kind=int, default=1000, metavar="N"),
+    Option(("--log-timestamps",), "log_timestamps", "start every text line (our messages and program output) "
+           "with the UTC time, e.g. 2026-12-04T16:25:19.123Z; JSON lines always carry 'ts'", kind=None, default=False),
     Option(("--no-watch",), "no_watch", "do not reload when the config changes on disk", kind=None, default=False),
     Option(("--cli-maxconn",), "cli_maxconn", "maximum concurrent Master CLI connections (default %(default)s)",
            kind=int, default=100, metavar="N"),

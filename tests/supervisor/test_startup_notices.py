@@ -72,3 +72,20 @@ def test_the_bundled_example_is_ready_while_its_programs_run() -> None:
         assert not sup.err.matching(r"\[ALERT\]")
     finally:
         sup.stop()
+
+
+def test_log_timestamps_start_every_text_line_with_the_utc_time(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 'programs:\n  - name: talker\n    command: [sh, -c, "echo hi; exec sleep 3600"]\n')
+    stamp = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+    sup = Supervisor(config, "--log-timestamps")
+    try:
+        sup.wait_log(stamp + r"\[NOTICE\]   \(\d+\) : New program 'talker' \(\d+\) forked$")
+        sup.out.wait_for(stamp + r"talker \| hi$")
+    finally:
+        assert sup.stop() == 0
+    plain = Supervisor(config)
+    try:
+        plain.wait_log(r"^\[NOTICE\]   \(\d+\) : New program 'talker'")
+        plain.out.wait_for(r"^talker \| hi$")
+    finally:
+        assert plain.stop() == 0

@@ -18,6 +18,12 @@ _RANK = {name: i for i, name in enumerate(LEVELS)}
 STARTUP_LOG_LIMIT = 10_000
 
 
+def timestamp(now: float | None = None) -> str:
+    """UTC, to the millisecond, ISO 8601: sorts as text and needs no time zone to read."""
+    now = time.time() if now is None else now
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
 def haproxy_line(level: str, pid: int, message: str) -> str:
     return f"{'[' + level + ']':<10} ({pid}) : {message}"
 
@@ -32,6 +38,7 @@ class Logger:
         self.pid = os.getpid()
         self.startup: list[str] = []
         self.collecting = True  # from start-up until the first load has finished
+        self.timestamps = False  # --log-timestamps: text lines start with the UTC time
         self.listeners: list[Callable[[str], None]] = []
         # Where formatted lines go instead of ``stream`` once the loop runs: ``OutputSink.write_supervisor``,
         # which never blocks (a stalled stderr pipe must not freeze the loop).
@@ -61,7 +68,7 @@ class Logger:
             text = json.dumps({"ts": round(time.time(), 6), "level": level.lower(), "pid": self.pid,
                                "source": "progset", "msg": message})
         else:
-            text = line
+            text = f"{timestamp()} {line}" if self.timestamps else line
         if self.write is not None:
             self.write(text)
             return

@@ -202,6 +202,7 @@ class OutputSink:
         self.writers = {"stdout": out, "stderr": out if _same_file(stdout_fd, stderr_fd) else
                         StreamWriter(stderr_fd, "stderr", limit=limit)}
         self.mode_of: Callable[[str], str | None] = lambda program: None
+        self.timestamps = False  # --log-timestamps
 
     def attach(self, loop: Loop, on_drained: Drained | None = None) -> None:
         """Writes become non-blocking and buffered from here on (see :class:`StreamWriter`)."""
@@ -211,7 +212,13 @@ class OutputSink:
 
     def emit(self, program: str, pid: int, stream: str, lines: list[bytes]) -> None:
         mode = self.mode_of(program) or self.mode
-        self.writers[stream].write(format_lines(mode, program, pid, stream, lines), len(lines), program)
+        data = format_lines(mode, program, pid, stream, lines)
+        if self.timestamps and mode == "prefixed":  # --log-timestamps: one time for the lines read together
+            from .log import timestamp
+
+            stamp = timestamp().encode() + b" "
+            data = b"".join(stamp + line for line in data.splitlines(keepends=True))
+        self.writers[stream].write(data, len(lines), program)
 
     def write_supervisor(self, text: str) -> None:
         """One message of the supervisor's own (already formatted, without newline) to stderr."""
