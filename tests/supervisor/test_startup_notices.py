@@ -89,3 +89,23 @@ def test_log_timestamps_start_every_text_line_with_the_utc_time(tmp_path: Path) 
         plain.out.wait_for(r"^talker \| hi$")
     finally:
         assert plain.stop() == 0
+
+
+def test_a_second_ctrl_c_kills_programs_that_ignore_the_stop(tmp_path: Path) -> None:
+    import signal
+
+    config = write_config(tmp_path, """programs:
+  - name: stubborn
+    command: [sh, -c, "trap '' TERM INT; echo up; while :; do sleep 1; done"]
+    stopTimeoutSeconds: 600
+""")
+    sup = Supervisor(config)
+    try:
+        sup.out.wait_for(r"stubborn \| up")
+        sup.send(signal.SIGINT)
+        sup.wait_log(r"Exiting Master process\.\.\. \(SIGINT\)")
+        sup.send(signal.SIGINT)
+        sup.wait_log(r"SIGINT received again while stopping: sending SIGKILL to 1 program process group\(s\)")
+        assert sup.proc.wait(15) == 0  # long before the 600 s stop timeout
+    finally:
+        sup.kill()

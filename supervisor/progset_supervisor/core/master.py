@@ -167,10 +167,27 @@ class Master(Processes):
     def _on_stop_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if self.shutting_down:
-            self.log.warning(f"{name} received while already stopping; still waiting for programs to exit")
+            if signum == signal.SIGINT:  # a second Ctrl-C: the person at the terminal will not wait
+                self._force_stop(name)
+                return
+            self.log.warning(f"{name} received while already stopping; still waiting for programs to exit "
+                             "(SIGINT, a second Ctrl-C, sends SIGKILL to them all)")
             return
         self.log.warning(f"Exiting Master process... ({name})")
         self.shutdown(0)
+
+    def _force_stop(self, name: str) -> None:
+        """SIGKILL to every program process group (and leftovers) still there, without waiting for
+        stop timeouts; the stop then ends as the processes are reaped."""
+        current = [s.instance for s in self.programs.values() if s.instance is not None]
+        alive = [instance for instance in [*current, *self.old] if not instance.gone]
+        self.log.warning(f"{name} received again while stopping: sending SIGKILL to {len(alive)} program "
+                         "process group(s)")
+        for instance in alive:
+            instance.killed = True
+            Processes.signal_group(instance.pid, signal.SIGKILL)
+            for pid in instance.leftovers:
+                Processes.signal_pid(pid, signal.SIGKILL)
 
     def ready(self) -> tuple[bool, list[str]]:
         """Readiness for ``/readyz``: the named programs (default: all but ``restart: never``) are ready."""
