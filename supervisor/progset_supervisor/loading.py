@@ -5,7 +5,9 @@ conditions are evaluated as, and the environment the supervisor started with. A 
 config's ``.notice``/``.warning``/``.diag`` lines and reports problems in HAProxy's words
 (``config : parsing [h.cfg:14]: ...``). After a successful load, :meth:`ConfigLoader.apply_environment`
 replays ``global``'s ``setenv``/``presetenv``/``resetenv``/``unsetenv`` on the starting environment and
-makes it the supervisor's own, which the programs inherit (as HAProxy's programs inherit its own).
+makes it the supervisor's own, which the programs inherit (as HAProxy's programs inherit its own),
+with ``HAPROXY_CFGFILES``: the files read, ``;``-separated, as HAProxy exports it (the Data Plane API
+reads it to find the configuration).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .config import Config, ConfigError, load_paths
 from .config.environment import ProgramEnvironment
 from .config.errors import haproxy_wording
 from .config.haproxy_version import HAProxyTarget
+from .config.loader import expand_paths
 from .runtime.log import Logger
 
 
@@ -27,6 +30,7 @@ class ConfigLoader:
         self.target = target
         self.log = log
         self.environment = ProgramEnvironment(os.environ if environ is None else environ)
+        self.files: list[str] = []  # what the last successful load read
 
     def snapshot(self) -> None:
         """Take the current environment as the starting one (once ``HAPROXY_MWORKER`` and the Master
@@ -41,7 +45,13 @@ class ConfigLoader:
             raise ConfigError([haproxy_wording(p) for p in exc.problems]) from None
         for message in config.messages:
             self.log.log(message.level, f"config : {message.text}")
+        try:
+            self.files = expand_paths(self.paths)
+        except ConfigError:  # gone since: keep what the previous load read
+            pass
         return config
 
     def apply_environment(self, config: Config) -> None:
         self.environment.apply(config.env_ops)
+        if self.files:
+            self.environment.target["HAPROXY_CFGFILES"] = ";".join(self.files)
