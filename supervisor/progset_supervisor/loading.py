@@ -25,8 +25,9 @@ from .runtime.log import Logger
 
 class ConfigLoader:
     def __init__(self, paths: Sequence[str], target: HAProxyTarget, log: Logger,
-                 environ: MutableMapping[str, str] | None = None) -> None:
+                 environ: MutableMapping[str, str] | None = None, *, allow_no_programs: bool = False) -> None:
         self.paths = list(paths)
+        self.allow_no_programs = allow_no_programs  # --allow-no-programs (see ``loader.NO_PROGRAMS``)
         self.target = target
         self.log = log
         self.environment = ProgramEnvironment(os.environ if environ is None else environ)
@@ -40,7 +41,8 @@ class ConfigLoader:
     def load(self) -> Config:
         """Read every ``-f``; raise :class:`ConfigError` whose problems are worded as HAProxy's alerts."""
         try:
-            config = load_paths(self.paths, environ=self.environment.pristine, target=self.target)
+            config = load_paths(self.paths, environ=self.environment.pristine, target=self.target,
+                                allow_no_programs=self.allow_no_programs)
         except ConfigError as exc:
             raise ConfigError([haproxy_wording(p) for p in exc.problems]) from None
         for message in config.messages:
