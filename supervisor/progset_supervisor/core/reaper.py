@@ -55,6 +55,7 @@ class Reaper:
         self.others: dict[int, ChildExit] = {}  # other children: the guardian, exec checks
         self.strays: set[int] = set()
         self.on_adopt: Callable[[int], None] | None = None  # tells the guardian
+        self.on_release: Callable[[int], None] | None = None  # an adopted pid was reaped: it may be reused
 
     def track(self, instance: Instance) -> None:
         self.by_pid[instance.pid] = instance
@@ -95,6 +96,8 @@ class Reaper:
                 continue
             instance = self.leftover_of.pop(pid, None)
             if instance is not None:
+                if self.on_release is not None:
+                    self.on_release(pid)
                 instance.supervised.leftover_exited(instance, pid)
                 continue
             callback = self.others.pop(pid, None)
