@@ -66,8 +66,8 @@ def show_proc(master: Master, now: float | None = None) -> str:
     return "".join(out)
 
 
-PROGRAM_COLUMNS = ("<name>", "<state>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>", "<on-reload>",
-                   "<reason>")
+PROGRAM_COLUMNS = ("<name>", "<state>", "<ready>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>",
+                   "<on-reload>", "<last-check>", "<reason>")
 
 
 def _seconds(value: float) -> str:
@@ -85,17 +85,43 @@ def show_programs(master: Master, now: float | None = None) -> str:
     rows: list[tuple[str, ...]] = []
     for program in status.programs:
         started = program.uptime(status.now)
-        rows.append((program.name, program.state.value,
+        rows.append((program.name, program.state.value, "yes" if program.ready else "no",
                      str(program.pid) if program.pid is not None else UNKNOWN,
                      uptime(started) if started is not None else UNKNOWN,
                      str(program.restarts),
                      program.last_exit.short().replace(" ", "=") if program.last_exit else UNKNOWN,
                      _seconds(program.backoff_seconds) if program.state is State.BACKOFF else UNKNOWN,
-                     program.on_reload, program.reason.replace("\n", " ") or UNKNOWN))
+                     program.on_reload, program.last_check, program.reason.replace("\n", " ") or UNKNOWN))
     widths = [max(len(PROGRAM_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows))
               for i in range(len(PROGRAM_COLUMNS))]
     header = "#" + PROGRAM_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
         title.ljust(widths[i]) for i, title in enumerate(PROGRAM_COLUMNS) if i > 0)
+    lines = [header.rstrip() + "\n"]
+    for row in rows:
+        lines.append(" ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
+    return "".join(lines)
+
+
+CHECK_COLUMNS = ("<program>", "<check>", "<state>", "<runs>", "<failures>", "<last>", "<target>", "<last-failure>")
+
+
+def show_checks(master: Master, name: str | None = None) -> str:
+    """Every check of every program (or of one): state, runs, consecutive failures, last result, target
+    and the last failure's message (free text, so it comes last, with the sd_notify STATUS=)."""
+    status = snapshot(master)
+    rows: list[tuple[str, ...]] = []
+    for program in status.programs:
+        if name is not None and program.name != name:
+            continue
+        for row in program.checks:
+            failure = str(row["last_failure"] or UNKNOWN) + (f" [STATUS={row['status']}]" if row["status"] else "")
+            rows.append((program.name, str(row["check"]), str(row["state"]), str(row["runs"]),
+                         str(row["consecutive_failures"]), str(row["last_result"] or UNKNOWN),
+                         str(row["target"]).replace(" ", "="), failure))
+    widths = [max(len(CHECK_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows))
+              for i in range(len(CHECK_COLUMNS))]
+    header = "#" + CHECK_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
+        title.ljust(widths[i]) for i, title in enumerate(CHECK_COLUMNS) if i > 0)
     lines = [header.rstrip() + "\n"]
     for row in rows:
         lines.append(" ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")

@@ -29,6 +29,9 @@ Transitions (event: from -> to)::
   backoff timer             BACKOFF -> as start()
   stop()                    RUNNING -> STOPPING;  BACKOFF|STARTING|REPLACING -> STOPPED
   kill timer                STOPPING: SIGKILL to the group and leftovers (the instance is then gone)
+  check_failed(reason)      RUNNING: stopSignal (SIGKILL after the timeout) without ``stopping``, so
+                            its exit is a failure: restart policy and backoff as for a crash, the
+                            restart counted with ``reason`` (liveness, startup)
   replace(new definition)   RUNNING -> REPLACING (old instance retired) -> as start() once it is gone
   retire()                  any -> STOPPED, the live instance becomes an old one (removed program)
 
@@ -46,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Program, parse_signal
 from .exits import ExitStatus, backoff_delay
+from .instance import Instance
 from .spawn import SpawnError
 
 if TYPE_CHECKING:
@@ -65,43 +69,6 @@ class State(enum.Enum):
     FATAL = "FATAL"
 
 
-class Instance:
-    """One process of a program (and what it left behind): pid, pipes, start time, reload counter."""
-
-    def __init__(self, supervised: Supervised, pid: int, started_wall: float, started_mono: float,
-                 readers: list[Any] | None = None) -> None:
-        self.supervised = supervised
-        self.program: Program = supervised.program  # the definition it runs (its stop settings)
-        self.name = supervised.program.name
-        self.pid = pid
-        self.started_wall = started_wall
-        self.started_mono = started_mono
-        self.reloads = 0
-        self.stopping = False  # stopSignal sent
-        self.killed = False  # SIGKILL sent to everything it had
-        self.gone = False
-        self.old = False
-        self.kill_timer: TimerHandle | None = None
-        self.exit_status: ExitStatus | None = None
-        self.readers: list[Any] = readers if readers is not None else []
-        self.leftovers: set[int] = set()  # processes that left its group, re-parented to the supervisor
-        self.waiters: list[Callable[[], None]] = []  # run once the instance is gone
-
-    @property
-    def alive(self) -> bool:
-        return self.exit_status is None
-
-    def uptime(self, now: float) -> float:
-        end = self.exit_status.when if self.exit_status else now
-        return max(0.0, end - self.started_wall)
-
-    def drain_output(self) -> None:
-        """Read what is already in the pipes, so a program's last words print before its exit line."""
-        for reader in self.readers:
-            if reader.fd >= 0:
-                reader.drain()
-
-
 class Supervised:
     """The supervisor's view of one configured program across its successive processes."""
 
@@ -112,6 +79,7 @@ class Supervised:
         self.instance: Instance | None = None
         self.restarts = 0
         self.exits: Counter[tuple[str, int]] = Counter()
+        self.restart_reasons: Counter[str] = Counter()  # exit, signal, liveness, startup
         self.last_exit: ExitStatus | None = None
         self.failures = 0
         self.backoff_timer: TimerHandle | None = None
@@ -244,6 +212,7 @@ class Supervised:
             delay = backoff_delay(self.program.backoff, self.failures, self.host.rng)
             self.failures += 1
             self.restarts += 1
+            self.restart_reasons[instance.kill_reason or status.reason] += 1
             self.settle(instance)
             if not instance.gone:
                 self._terminate(instance)  # what is left of its group goes before the restart
@@ -353,6 +322,19 @@ class Supervised:
         if not instance.stopping:
             self._set_state(State.STOPPING)
             self._terminate(instance)
+
+    def check_failed(self, reason: str, what: str) -> None:
+        """A startup or liveness check failed ``failureThreshold`` times (or the watchdog missed): end
+        the process as a crash would, so that the restart policy and the backoff decide what follows."""
+        instance = self.instance
+        if self.state is not State.RUNNING or instance is None or not instance.alive or instance.stopping:
+            return
+        self.host.log.alert(f"Program '{self.name}' ({instance.pid}) failed its {what}: stopping it for a restart "
+                            f"(reason {reason})")
+        instance.kill_reason = reason
+        self._signal_all(instance, parse_signal(instance.program.stop_signal))
+        timeout = instance.program.stop_timeout_seconds
+        instance.kill_timer = self.host.call_later(timeout, self._kill, instance, timeout)
 
     # -- reloads ----------------------------------------------------------------------------------
     def _retire_instance(self, then: Callable[[], None] | None) -> Instance | None:

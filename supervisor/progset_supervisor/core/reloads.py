@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config, ConfigError, load_path, parse_signal
 from ..runtime.output import LogRing
@@ -57,6 +57,7 @@ class Reloads:
     reload_run: ReloadRun | None
     reload_queued: bool | None
     on_load_hooks: list[Callable[[Config], None]]
+    health: Any
 
     def facts(self) -> dict[str, Facts]:
         """What :func:`.plan.plan` needs to know about each program at run time."""
@@ -77,6 +78,7 @@ class Reloads:
         previous = self.programs
         self.programs = {p.name: previous.get(p.name) or Supervised(self, p, LogRing(self.options.log_lines))
                          for p in config.programs}
+        self.health.configure(config)  # the notify socket; checks of running processes re-planned
         stops: dict[str, Callable[[Callable[[], None]], bool]] = {}
         replaced: list[Supervised] = []
         deferred: list[Supervised] = []
