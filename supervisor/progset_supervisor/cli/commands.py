@@ -100,7 +100,7 @@ def _show_cli_sockets(ctx: Context, args: list[str]) -> Reply:
 
 
 def _show_version(ctx: Context, args: list[str]) -> Reply:
-    return Reply.dump(ctx.master.version + "\n")
+    return Reply.info(ctx.master.version + "\n")  # a message (cli_msg LOG_INFO), as in HAProxy 3.x
 
 
 def _show_env(ctx: Context, args: list[str]) -> Reply:
@@ -116,7 +116,7 @@ def _show_env(ctx: Context, args: list[str]) -> Reply:
 def _show_proc(ctx: Context, args: list[str]) -> Reply:
     if len(args) > 2 and args[2] != "debug":
         return Reply.error("'show proc' only supports 'debug' as argument\n")
-    return Reply.dump(render.show_proc(ctx.master))
+    return Reply.dump(render.show_proc(ctx.master, debug=len(args) > 2))
 
 
 def _show_startup_logs(ctx: Context, args: list[str]) -> Reply:
