@@ -247,6 +247,11 @@ def program_schema() -> dict[str, Any]:
             "reloadSignal": _signal_schema("Signal sent on reload when onReload is signal (default SIGHUP)."),
             "critical": {"type": "boolean", "default": _MODEL_DEFAULTS["critical"],
                          "description": "When it ends for good, the supervisor stops everything and exits."},
+            "runtimeSocket": {"type": "string", "minLength": 1, "maxLength": 4096,
+                              "description": "The program's own CLI socket (HAProxy's stats socket): /path, "
+                                             "unix@/path, host:port, ipv4@host:port, ipv6@[addr]:port or abns@name. "
+                                             "The Master CLI lists the program under '# workers' and forwards "
+                                             "'@1 <command>' to it."},
             "dependsOn": _names_schema("Programs that must be running before this one starts; stopped in "
                                        "reverse order.", CRD_MAX_DEPENDS_ON,
                                        "Name of another program of this ProgramSet."),

@@ -14,6 +14,7 @@ here (``-D``, ``-sf``, ``-st``) are read too, so that ``__main__`` can refuse th
 
 from __future__ import annotations
 
+import os
 import sys
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -42,7 +43,8 @@ class Option(NamedTuple):
 OPTIONS: tuple[Option, ...] = (
     Option(("-f",), "config", "config file (HAProxy syntax, ProgramSet or rendered document in YAML or JSON) or a "
            "directory of them (a mounted ConfigMap); repeatable, read in order as one configuration, as HAProxy "
-           "does; changes are watched and reloaded", default=[], metavar="CONFIG", append=True, required=True),
+           "does; changes are watched and reloaded (without -f: $PROGSET_CONFIG, which the images set to "
+           "/etc/progset)", default=[], metavar="CONFIG", append=True, required=True),
     Option(("-S",), "sockets", "Master CLI socket, e.g. /var/run/progset/master.sock,mode,660,level,operator "
            "(repeatable)", default=[], metavar="PATH[,OPTION,VALUE]...", append=True),
     Option(("-p",), "pidfile", "write the supervisor's pid here", metavar="PIDFILE"),
@@ -149,6 +151,18 @@ def fast_parse(argv: list[str]) -> SimpleNamespace | None:
     return SimpleNamespace(**values)
 
 
+CONFIG_ENV = "PROGSET_CONFIG"
+
+
+def with_default_config(args: list[str]) -> list[str]:
+    """``-f $PROGSET_CONFIG`` first when no ``-f`` is given: the images set it, so ``docker run IMAGE
+    --some-flag`` (which replaces the image's default command) keeps the config instead of failing."""
+    default = os.environ.get(CONFIG_ENV)
+    if default and not any(arg.startswith("-f") and not arg.startswith("--") for arg in args):
+        return ["-f", default, *args]
+    return args
+
+
 def parse_args(argv: list[str] | None = None) -> SimpleNamespace | argparse.Namespace:
-    args = sys.argv[1:] if argv is None else argv
+    args = with_default_config(sys.argv[1:] if argv is None else argv)
     return fast_parse(args) or build_parser().parse_args(args)

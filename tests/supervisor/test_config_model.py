@@ -132,7 +132,7 @@ def test_source_and_path_text():
     ({"programs": [program(frob=1)]},
      "spec.programs[0].frob: unknown field 'frob'; known fields: backoff, command, critical, dependsOn, "
      "dependsOnCondition, env, group, liveness, name, notify, notifyAccess, onReload, readiness, reloadSignal, "
-     "restart, startup, stopSignal, stopTimeoutSeconds, umask, user, watchdogSeconds, workingDir"),
+     "restart, runtimeSocket, startup, stopSignal, stopTimeoutSeconds, umask, user, watchdogSeconds, workingDir"),
     ({"programs": [program(name="Web")]},
      "spec.programs[0].name: invalid program name 'Web': use lower-case letters, digits and '-', starting and ending "
      "with a letter or digit, at most 63 characters (e.g. 'web')"),

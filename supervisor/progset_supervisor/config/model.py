@@ -53,6 +53,7 @@ PROGRAM_KEYS = frozenset({
     "name", "command", "env", "workingDir", "umask", "user", "group", "restart", "backoff",
     "stopSignal", "stopTimeoutSeconds", "onReload", "reloadSignal", "critical", "dependsOn",
     "dependsOnCondition", "readiness", "liveness", "startup", "notify", "notifyAccess", "watchdogSeconds",
+    "runtimeSocket",
 })
 BACKOFF_KEYS = frozenset({"initialSeconds", "maxSeconds", "resetAfterSeconds"})
 SPEC_KEYS = frozenset({"programs", "readyPrograms", "configMapName"})
@@ -124,6 +125,8 @@ class Program(NamedTuple):
     notify: bool = False
     notify_access: str = "main"
     watchdog_seconds: float = 0.0
+    # The program's own CLI (HAProxy's stats socket): the Master CLI forwards '@1 <command>' to it.
+    runtime_socket: str | None = None
 
     @property
     def effective_reload_signal(self) -> str:
@@ -196,6 +199,8 @@ class Program(NamedTuple):
             spec["notify"] = True
             spec["notifyAccess"] = self.notify_access
             spec["watchdogSeconds"] = self.watchdog_seconds
+        if self.runtime_socket is not None:
+            spec["runtimeSocket"] = self.runtime_socket
         return spec
 
 
@@ -544,6 +549,14 @@ def _program_from_spec(raw: object, path: Path, check: _Checker, haproxy_names: 
                 depends.append(dep)
 
     health = _health_from_spec(raw, path, check, depends)
+    runtime_socket = raw.get("runtimeSocket")
+    if runtime_socket is not None:
+        from .runtime_socket import parse_socket_address
+
+        try:
+            parse_socket_address(runtime_socket)
+        except ValueError as exc:
+            check.fail((*path, "runtimeSocket"), str(exc))
 
     if len(check.problems) != before:
         return None
@@ -563,6 +576,7 @@ def _program_from_spec(raw: object, path: Path, check: _Checker, haproxy_names: 
         reload_signal=reload_signal,
         critical=bool(critical),
         depends_on=tuple(depends),
+        runtime_socket=runtime_socket,
         **health,
     )
 
