@@ -27,6 +27,7 @@ from progset_supervisor.config.model import (
     NAME_RE,
     ON_RELOAD_VALUES,
     RESTART_POLICIES,
+    UMASK_RE,
     Program,
     signal_names,
 )
@@ -58,7 +59,7 @@ CRD_MAX_DEPENDS_ON = 16
 # Kubernetes' own limit for object names (DNS subdomain), which a ConfigMap name must satisfy.
 CONFIG_MAP_NAME_PATTERN = CONFIG_MAP_NAME_RE.pattern
 # What `parse_umask` accepts as a string and keeps within 0..0777: "022", "0022", "00022", "0o022".
-UMASK_PATTERN = r"^(0{0,2}[0-7]{1,3}|0o0?[0-7]{1,3})$"
+UMASK_PATTERN = f"^({UMASK_RE.pattern})$"
 
 _MODEL_DEFAULTS: dict[str, Any] = Program(name="defaults", command=("true",)).to_spec()
 
@@ -246,6 +247,11 @@ def program_schema() -> dict[str, Any]:
             "reloadSignal": _signal_schema("Signal sent on reload when onReload is signal (default SIGHUP)."),
             "critical": {"type": "boolean", "default": _MODEL_DEFAULTS["critical"],
                          "description": "When it ends for good, the supervisor stops everything and exits."},
+            "runtimeSocket": {"type": "string", "minLength": 1, "maxLength": 4096,
+                              "description": "The program's own CLI socket (HAProxy's stats socket): /path, "
+                                             "unix@/path, host:port, ipv4@host:port, ipv6@[addr]:port or abns@name. "
+                                             "The Master CLI lists the program under '# workers' and forwards "
+                                             "'@1 <command>' to it."},
             "dependsOn": _names_schema("Programs that must be running before this one starts; stopped in "
                                        "reverse order.", CRD_MAX_DEPENDS_ON,
                                        "Name of another program of this ProgramSet."),

@@ -16,20 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from . import certs
 from .admission import POLICIES, api_lookup, decide
-from .certstore import CertStore, keep_fresh
 from .inject import Defaults
 from .kube import KubeClient
 from .metrics import Metrics
 from .render import PROGRAMSET_LABEL
 from .uninjected import REASON, Uninjected
+
+if TYPE_CHECKING:  # cryptography is imported only when the operator makes its own certificates
+    from .certs import Lifetimes
+    from .certstore import CertStore
 
 HANDLER_ID = "progset-inject"
 PATH = f"/{HANDLER_ID}"  # the MutatingWebhookConfiguration's clientConfig.service.path
@@ -51,7 +53,7 @@ class WebhookOptions:
     service: str | None = None
     config: str | None = None
     file_check_interval: float = 60.0
-    lifetimes: certs.Lifetimes = field(default_factory=certs.Lifetimes)
+    lifetimes: Lifetimes | None = None  # None: certs.Lifetimes() (5-year CA, 1-year serving certificate)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -100,10 +102,13 @@ def register_webhook(registry: kopf.OperatorRegistry, settings: kopf.OperatorSet
     lookup = api_lookup(client)
     store: CertStore | None = None
     if options.self_signed:
+        from .certs import Lifetimes
+        from .certstore import CertStore
+
         assert options.namespace and options.secret and options.config and options.service
         store = CertStore(client=client, namespace=options.namespace, secret=options.secret,
                           webhook_config=options.config, service=options.service, directory=options.cert_dir,
-                          metrics=metrics, lifetimes=options.lifetimes)
+                          metrics=metrics, lifetimes=options.lifetimes or Lifetimes())
     settings.admission.server = RequestNamespace(kopf.WebhookServer(
         addr=options.address, port=options.port, certfile=options.cert_dir / "tls.crt",
         pkeyfile=options.cert_dir / "tls.key", file_check_interval=options.file_check_interval))
@@ -114,6 +119,8 @@ def register_webhook(registry: kopf.OperatorRegistry, settings: kopf.OperatorSet
     @kopf.on.startup(registry=registry)
     async def webhook_certificates(**_: Any) -> None:
         if store is not None:
+            from .certstore import keep_fresh
+
             await asyncio.to_thread(store.sync)  # the files exist before kopf starts serving
             upkeep.append(asyncio.create_task(keep_fresh(store), name="progset webhook certificates"))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import _early  # noqa: F401  (_early first: it guards start-up against reload signals)
 from .cmdline import parse_args
-from .config import ConfigError
+from .config import Config, ConfigError
 from .config.haproxy_version import parse_target
 from .core.master import Master, Options
 from .core.watch import ConfigWatcher, WatchError
@@ -32,6 +32,42 @@ def become_subreaper() -> bool:
         return libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except OSError:
         return False
+
+
+def check_only(config: Config, args: Any, log: Logger) -> int:
+    """``-c``: the config is valid; warn about what cannot start here (fail with ``--strict``)."""
+    from .core.spawn import preflight_problems
+
+    env = {**os.environ, "HAPROXY_MWORKER": "1"}
+    problems = [(p.name, reason) for p in config.programs for reason in preflight_problems(p, env)]
+    for name, reason in problems:
+        log.warning(f"Program '{name}' cannot start on this machine: {reason}")
+    if problems and args.strict:
+        log.alert(f"{len({name for name, _ in problems})} program(s) cannot start on this machine (--strict).")
+        return 1
+    if not args.quiet:
+        print(f"Configuration file is valid ({len(config.programs)} programs, {config.hash})"
+              + (f"; {len({name for name, _ in problems})} cannot start on this machine" if problems else ""))
+    return 0
+
+
+def start_guardian(master: Master) -> None:
+    """Outside PID 1, a guardian process kills the programs' trees if this process is SIGKILLed."""
+    from .runtime.guardian import Guardian
+
+    def lost(status: int) -> None:
+        master.guardian = None
+        master.log.warning(f"The guardian process ended (wait status {status}): programs started from now on "
+                           "die with the supervisor through setpriv's parent-death signal only")
+    try:
+        guardian = Guardian(master.loop, master.watch_exit, lost)
+    except OSError as exc:
+        master.log.warning(f"Cannot start the guardian process ({exc}); programs die with the supervisor "
+                           "through setpriv's parent-death signal only")
+        return
+    master.guardian = guardian
+    master.reaper.on_adopt = guardian.adopt
+    master.on_exit_hooks.append(guardian.release)
 
 
 def raise_fd_limit() -> None:
@@ -101,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         log.alert("config : Fatal errors found in configuration.")
         return 1
     if args.check:
-        if not args.quiet:
-            print(f"Configuration file is valid ({len(config.programs)} programs, {config.hash})")
-        return 0
+        return check_only(config, args, log)
     raise_fd_limit()
     is_pid1 = os.getpid() == 1
     if not is_pid1:
@@ -113,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                       watch=not args.no_watch, loader=loader.load)
     master = Master(options, loop, log, OutputSink(args.log_format), base_env=os.environ)
     master.install_signals()
+    if not is_pid1:
+        start_guardian(master)
     services = []
     try:
         if args.sockets:

@@ -58,6 +58,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--cli-timeout",), "cli_timeout", "idle timeout of Master CLI connections (default %(default)s)",
            kind=float, default=60.0, metavar="SECONDS"),
     Option(("-c",), "check", "check the config and exit (as haproxy -c)", kind=None, default=False),
+    Option(("--strict",), "strict", "with -c: also fail when a program cannot start on this machine (missing "
+           "executable, user, group or working directory), which -c otherwise only warns about",
+           kind=None, default=False),
     Option(("--haproxy-version",), "haproxy_version", "HAProxy version whose answers '.if' conditions get "
            "(version_atleast, strstr...) (default %(default)s)", default="3.2", metavar="X.Y[.Z]"),
     Option(("-q",), "quiet", "quiet: only alerts (as haproxy -q)", kind=None, default=False),

@@ -73,3 +73,21 @@ def test_each_cel_rule_is_exercised_by_an_invalid_example() -> None:
 
     expected = {m.group(2) for p in INVALID if (m := EXPECT.search(p.read_text())) and m.group(1) == "cel"}
     assert set(rules(structural_schema())) == expected
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
+def test_the_model_refuses_what_the_crd_refuses(path: Path) -> None:
+    """``progset-supervisor -c -f`` must not call valid a manifest ``kubectl apply`` would refuse (issue 17
+    defect 5: a bare-number umask and a spec without programs passed the model)."""
+    with pytest.raises(ConfigError):
+        load_path(path)
+
+
+def test_a_bare_number_umask_is_refused_with_the_reason(tmp_path: Path) -> None:
+    manifest = tmp_path / "umask.yaml"
+    manifest.write_text("apiVersion: progset.io/v1alpha1\nkind: ProgramSet\nmetadata: {name: u}\n"
+                        "spec:\n  programs:\n  - name: a\n    command: [sleep, '1']\n    umask: 77\n")
+    with pytest.raises(ConfigError) as info:
+        load_path(manifest)
+    assert "umask.yaml:8 (spec.programs[0].umask): expected an octal string such as \"0077\", got the number 77" \
+        in str(info.value.problems[0])

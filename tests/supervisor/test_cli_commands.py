@@ -32,13 +32,14 @@ HELP_LINES = [
     "  operator                                : lower the level of the current CLI session to operator\n",
     "  reload                                  : reload the configuration and apply it to the programs\n",
     "  restart <name>                          : stop a program, then start it again\n",
+    "  show checks [<name>]                    : state, last result and last failure of the health checks\n",
     "  show cli level                          : display the level of the current CLI session\n",
     "  show cli sockets                        : dump list of cli sockets\n",
     "  show env [var]                          : dump environment variables known to the process\n",
     "  show info                               : report information about the supervisor\n",
     "  show logs <name> [<lines>]              : show the last output lines of a program\n",
     "  show proc                               : show processes status\n",
-    "  show programs                           : state, pid, restarts, last exit and backoff of every program\n",
+    "  show programs                           : state, ready, pid, restarts, last exit, check of every program\n",
     "  show startup-logs                       : report logs emitted during the last load or reload\n",
     "  show version                            : show version of the current process\n",
     "  signal <name> <signal>                  : send a signal (e.g. SIGHUP) to a program\n",
@@ -89,8 +90,8 @@ def test_help_exact(sup: CliSupervisor) -> None:
 
 
 def test_help_with_words(sup: CliSupervisor) -> None:
-    assert sup.text("help show cli") == ("The following commands are valid at this level:\n" + HELP_LINES[8]
-                                         + HELP_LINES[9] + FIXED_HELP + "\n")
+    assert sup.text("help show cli") == ("The following commands are valid at this level:\n" + HELP_LINES[9]
+                                         + HELP_LINES[10] + FIXED_HELP + "\n")
     assert sup.text("help prompt") == "The following commands are valid at this level:\n" + FIXED_HELP + "\n"
 
 
@@ -101,12 +102,13 @@ def test_unknown_command_suggests(sup: CliSupervisor) -> None:
     assert out.endswith(FIXED_HELP + "\n")
     out = sup.text("stpo alpha")
     assert out.startswith("Unknown command: 'stpo', but maybe one of the following ones is a better match:\n")
-    assert HELP_LINES[19] in out
+    assert HELP_LINES[20] in out
 
 
-def test_empty_command_lists_everything(sup: CliSupervisor) -> None:
-    assert sup.cli(b"\n") == ("Unknown command. Please enter one of the following commands only:\n"
-                              + "".join(HELP_LINES) + FIXED_HELP + "\n").encode()
+def test_blank_lines_answer_a_bare_newline_as_haproxy_3(sup: CliSupervisor) -> None:
+    # HAProxy 3.2.0, verified: "\n\nshow cli level\n" -> "\n\nadmin\n\n" (2.6 printed its whole usage text)
+    assert sup.cli(b"\n\nshow cli level\n") == b"\n\nadmin\n\n"
+    assert sup.cli(b"prompt\n\n") == b"master> \nmaster> "
 
 
 def test_simple_answers(sup: CliSupervisor) -> None:
@@ -151,12 +153,12 @@ def test_show_startup_logs(sup: CliSupervisor) -> None:
 def test_show_programs(sup: CliSupervisor) -> None:
     out = sup.text("show programs")
     rows = out.split("\n")
-    assert rows[0].split() == ["#<name>", "<state>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>",
-                               "<on-reload>", "<reason>"]
+    assert rows[0].split() == ["#<name>", "<state>", "<ready>", "<pid>", "<uptime>", "<restarts>", "<last-exit>",
+                               "<backoff>", "<on-reload>", "<last-check>", "<reason>"]
     for row, name in zip(rows[1:4], ("alpha", "beta", "talker"), strict=True):
         fields = row.split()
-        assert fields[:3] == [name, "RUNNING", str(pid_of(sup, name))]
-        assert re.fullmatch(UPTIME, fields[3]) and fields[4:] == ["0", "-", "-", "restart", "-"]
+        assert fields[:4] == [name, "RUNNING", "yes", str(pid_of(sup, name))]
+        assert re.fullmatch(UPTIME, fields[4]) and fields[5:] == ["0", "-", "-", "restart", "-", "-"]
     assert rows[4:] == ["", ""]
     assert {row.index(row.split()[1]) for row in rows[:4]} == {len("#<name>") + 1}  # aligned columns
 
@@ -213,7 +215,7 @@ def test_socket_modes(sup: CliSupervisor) -> None:
 def test_semicolons_newlines_and_escapes(sup: CliSupervisor) -> None:
     assert sup.cli(b"show cli level;echo a\\;b;show version\necho c\\ d\n") == (
         f"admin\n\na;b\n\n{__version__}\n\nc d\n\n").encode()
-    assert sup.cli(b"echo one;;echo two\n").startswith(b"one\n\nUnknown command. Please enter")
+    assert sup.cli(b"echo one;;echo two\n") == b"one\n\n\ntwo\n\n"
     assert sup.cli(b"echo crlf\r\n") == b"crlf\n\n"
 
 
@@ -235,8 +237,14 @@ def test_prompt_mode(sup: CliSupervisor) -> None:
 
 def test_prompt_usage_is_a_session_error(sup: CliSupervisor) -> None:
     out = sup.cli(b"prompt help\necho never\n").decode()
-    assert out.startswith("Usage: prompt [help | n | i | p | timed]*\n") and "never" not in out
-    assert not out.endswith("\n\n") and len(out.splitlines()) == 7
+    assert out == (  # HAProxy 3.2.0's text, byte for byte (2.6 toggled the prompt whatever the argument)
+        "Usage: prompt [help | i | p | timed]*\n"
+        "Changes the default prompt and interactive mode. Available options:\n"
+        "  help    display this help\n"
+        "  i       set to interactive mode only (no prompt, multi-command)\n"
+        "  p       set to prompt+interactive mode (prompt + multi-command)\n"
+        "  timed   toggle displaying the current date in the prompt\n"
+        "Without any argument, toggles between i<->p.\n")
     assert sup.cli(b"prompt n\n").startswith(b"Usage: prompt")
 
 
@@ -271,7 +279,7 @@ def test_targets(sup: CliSupervisor) -> None:
 
 def test_severity_output(sup: CliSupervisor) -> None:
     assert sup.cli(b"set severity-output number;echo hi;show cli level;stop nosuch;show version;show proc x\n") == (
-        f"[6]: hi\n\n[6]: admin\n\n[3]: No such program 'nosuch'.\n\n{__version__}\n\n"
+        f"[6]: hi\n\n[6]: admin\n\n[3]: No such program 'nosuch'.\n\n[6]: {__version__}\n\n"
         "[3]: 'show proc' only supports 'debug' as argument\n\n").encode()
     assert sup.cli(b"set severity-output string;echo hi;stop nosuch;set severity-output none;echo plain\n") == (
         b"[info]: hi\n\n[err]: No such program 'nosuch'.\n\nplain\n\n")
@@ -295,7 +303,7 @@ def test_stop_start_restart() -> None:
         alpha = program_pid(sup, "alpha")
         assert sup.text("stop alpha;show programs").startswith(f"Program 'alpha' ({alpha}) stopped.\n\n#<name>")
         row = next(line for line in sup.text("show programs").splitlines() if line.startswith("alpha "))
-        assert row.split()[1:6] == ["STOPPED", "-", "-", "0", "SIGTERM"]
+        assert row.split()[1:7] == ["STOPPED", "no", "-", "-", "0", "SIGTERM"]
         assert "alpha" not in sup.text("show proc")
         assert sup.text("stop alpha") == "Program 'alpha' is not running (STOPPED).\n\n"
         out = sup.text("start alpha")

@@ -33,7 +33,7 @@ def rss_kb(pid: int) -> int:
 
 def restarts(sup: CliSupervisor) -> int:
     row = next(line for line in sup.text("show programs").splitlines() if line.startswith("crasher "))
-    return int(row.split()[4])
+    return int(row.split()[5])  # <restarts>
 
 
 def quick(sup: CliSupervisor) -> float:

@@ -64,15 +64,19 @@ def test_env_may_be_a_mapping():
     assert config.programs[0].env == (EnvVar("A", "1"), EnvVar("B", "2"))
 
 
-@pytest.mark.parametrize(("value", "mode"), [("0022", 0o22), ("022", 0o22), ("0o27", 0o27), ("7", 0o7), (18, 0o22),
+@pytest.mark.parametrize(("value", "mode"), [("0022", 0o22), ("022", 0o22), ("0o27", 0o27), ("7", 0o7), ("00022", 0o22),
                                              ("0777", 0o777)])
 def test_umask_forms(value, mode):
     assert config_from_spec({"programs": [program(umask=value)]}).programs[0].umask == mode
 
 
-def test_empty_spec_is_an_empty_config():
-    assert config_from_spec({}).programs == ()
-    assert config_from_spec({"programs": None}).programs == ()
+def test_a_spec_without_its_programs_list_is_refused_as_the_crd_refuses_it():
+    """Defect 5 of issue 17: examples/invalid/missing-programs.yaml passed ``-c``."""
+    with pytest.raises(ConfigError) as info:
+        config_from_spec({})
+    assert [str(p) for p in info.value.problems] == [
+        "spec.programs: required: the list of programs (write 'programs: []' for none)"]
+    assert config_from_spec({"programs": []}).programs == ()
 
 
 @pytest.mark.parametrize(("value", "name"), [
@@ -117,7 +121,7 @@ def test_source_and_path_text():
 
 @pytest.mark.parametrize(("spec", "expected"), [
     ([], "spec: spec must be a mapping with a 'programs' list"),
-    ({"program": []}, "spec.program: unknown field 'program'; did you mean 'programs'?"),
+    ({"programs": [], "program": []}, "spec.program: unknown field 'program'; did you mean 'programs'?"),
     ({"programs": "a"}, "spec.programs: programs must be a list"),
     ({"programs": ["a"]}, "spec.programs[0]: each program must be a mapping with at least name and command, got 'a'"),
     ({"programs": [{"command": ["x"]}]}, "spec.programs[0]: missing 'name'"),
@@ -128,7 +132,7 @@ def test_source_and_path_text():
     ({"programs": [program(frob=1)]},
      "spec.programs[0].frob: unknown field 'frob'; known fields: backoff, command, critical, dependsOn, "
      "dependsOnCondition, env, group, liveness, name, notify, notifyAccess, onReload, readiness, reloadSignal, "
-     "restart, startup, stopSignal, stopTimeoutSeconds, umask, user, watchdogSeconds, workingDir"),
+     "restart, runtimeSocket, startup, stopSignal, stopTimeoutSeconds, umask, user, watchdogSeconds, workingDir"),
     ({"programs": [program(name="Web")]},
      "spec.programs[0].name: invalid program name 'Web': use lower-case letters, digits and '-', starting and ending "
      "with a letter or digit, at most 63 characters (e.g. 'web')"),
@@ -162,7 +166,10 @@ def test_source_and_path_text():
                                              "got '0800'"),
     ({"programs": [program(umask=True)]},
      "spec.programs[0].umask: expected an octal string such as \"0022\", got True"),
-    ({"programs": [program(umask=0o1000)]}, "spec.programs[0].umask: umask must be between 0000 and 0777, got 512"),
+    ({"programs": [program(umask="1000")]},
+     "spec.programs[0].umask: expected an octal string such as \"0022\", got '1000'"),
+    ({"programs": [program(umask=77)]}, "spec.programs[0].umask: expected an octal string such as \"0077\", got "
+     "the number 77: YAML reads an unquoted umask as a number (77 is decimal, 0077 is 63); quote it"),
     ({"programs": [program(user=["root"])]}, "spec.programs[0].user: expected a string, got ['root']"),
     ({"programs": [program(group=True)]}, "spec.programs[0].group: expected a string, got True"),
     ({"programs": [program(restart="sometimes")]},

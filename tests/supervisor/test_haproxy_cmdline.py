@@ -135,3 +135,19 @@ def test_several_f_start_every_program_and_watch_each_file(tmp_path: Path, sups)
     (conf_d / "three.cfg").write_text("program three\n\tcommand sleep 1000\n")
     sup.wait_log(r"New program 'three' \(\d+\) forked")
     wait_until(lambda: sup.proc.poll() is None)
+
+
+def test_failed_reload_answers_with_haproxys_parsing_wording(tmp_path: Path, sups) -> None:
+    from .cli_helpers import exchange
+
+    config = tmp_path / "haproxy.cfg"
+    config.write_text("program p\n\tcommand sleep 1000\n")
+    sock = tmp_path / "master.sock"
+    sup = Supervisor(config, "--no-watch", "-S", str(sock))
+    sups.append(sup)
+    sup.wait_ready(1)
+    config.write_text("program p\n\tcommand sleep 1000\n\tfrobnicate\n")
+    answer = exchange(str(sock), b"reload\n", timeout=30).decode()
+    assert answer.startswith("Success=0\n--\n")
+    assert f"config : parsing [{config}:3]: unknown keyword 'frobnicate' in 'program' section" in answer
+    assert exchange(str(sock), b"prompt\n").decode() == "master[ReloadFailed]> "

@@ -287,3 +287,26 @@ def test_retire_stops_a_removed_program() -> None:
     assert p.retire()
     assert p.state is State.STOPPED and host.old == [101] and p.instance is None
     assert not p.retire()  # nothing left to wait for
+
+
+def test_a_failed_check_ends_the_process_as_a_crash_and_counts_its_reason() -> None:
+    host, p = make(restart="on-failure")
+    p.start()
+    pid = p.pid
+    p.check_failed("liveness", "liveness check (timed out after 1s)")
+    assert p.state is State.RUNNING and ("group", pid, signal.SIGTERM) in host.signals
+    assert "Program 'p' (101) failed its liveness check (timed out after 1s): stopping it for a restart " \
+           "(reason liveness)" in host.log.lines
+    host.exit(p, 128 + signal.SIGTERM)
+    assert p.restarts == 1 and p.restart_reasons == {"liveness": 1}
+    assert p.state is State.RUNNING and p.pid != pid  # the first restart is immediate, then backoff applies
+
+
+def test_a_failed_check_of_a_restart_never_program_leaves_it_exited() -> None:
+    host, p = make(restart="never")
+    p.start()
+    p.check_failed("startup", "startup check (exit 1)")
+    host.advance(5)  # it ignored the stop signal: SIGKILL at the stop timeout
+    assert ("group", 101, signal.SIGKILL) in host.signals
+    host.exit(p, 128 + signal.SIGKILL)
+    assert p.state is State.EXITED and host.final == ["EXITED"] and p.restarts == 0

@@ -100,7 +100,7 @@ def _show_cli_sockets(ctx: Context, args: list[str]) -> Reply:
 
 
 def _show_version(ctx: Context, args: list[str]) -> Reply:
-    return Reply.dump(ctx.master.version + "\n")
+    return Reply.info(ctx.master.version + "\n")  # a message (cli_msg LOG_INFO), as in HAProxy 3.x
 
 
 def _show_env(ctx: Context, args: list[str]) -> Reply:
@@ -116,7 +116,7 @@ def _show_env(ctx: Context, args: list[str]) -> Reply:
 def _show_proc(ctx: Context, args: list[str]) -> Reply:
     if len(args) > 2 and args[2] != "debug":
         return Reply.error("'show proc' only supports 'debug' as argument\n")
-    return Reply.dump(render.show_proc(ctx.master))
+    return Reply.dump(render.show_proc(ctx.master, debug=len(args) > 2))
 
 
 def _show_startup_logs(ctx: Context, args: list[str]) -> Reply:
@@ -125,6 +125,13 @@ def _show_startup_logs(ctx: Context, args: list[str]) -> Reply:
 
 def _show_programs(ctx: Context, args: list[str]) -> Reply:
     return Reply.dump(render.show_programs(ctx.master))
+
+
+def _show_checks(ctx: Context, args: list[str]) -> Reply:
+    name = args[2] if len(args) > 2 and args[2] else None
+    if name is not None and name not in ctx.master.programs:
+        return Reply.error(f"No such program '{name}'.\n")
+    return Reply.dump(render.show_checks(ctx.master, name))
 
 
 def _show_info(ctx: Context, args: list[str]) -> Reply:
@@ -238,8 +245,10 @@ COMMANDS: tuple[Command, ...] = (
     Command(("show", "startup-logs"), "show startup-logs", "report logs emitted during the last load or reload",
             Level.OPERATOR, _show_startup_logs),
     Command(("show", "info"), "show info", "report information about the supervisor", Level.USER, _show_info),
-    Command(("show", "programs"), "show programs", "state, pid, restarts, last exit and backoff of every program",
+    Command(("show", "programs"), "show programs", "state, ready, pid, restarts, last exit, check of every program",
             Level.OPERATOR, _show_programs),
+    Command(("show", "checks"), "show checks [<name>]", "state, last result and last failure of the health checks",
+            Level.OPERATOR, _show_checks),
     Command(("show", "logs"), "show logs <name> [<lines>]", "show the last output lines of a program",
             Level.OPERATOR, _show_logs),
     Command(("start",), "start <name>", "start a stopped program", Level.OPERATOR, _start),

@@ -1,9 +1,9 @@
 """Text of the status commands: ``show proc`` in HAProxy's exact columns, ``show programs``, ``show info``.
 
-``show proc`` is parsed by existing tools (dataplaneapi, scripts), so it reproduces HAProxy's printf
+``show proc`` is parsed by existing tools (dataplaneapi, scripts), so it reproduces HAProxy 3.x's printf
 formats byte for byte: ``#%-14s %-15s ...`` header, ``%-15s`` fields with trailing padding, ``# workers``
-always present (progset has no workers, so it stays empty), ``# programs`` always present (as HAProxy
-<= 3.0 prints it), ``# old programs`` only when an instance replaced by a reload is still stopping.
+always present (programs with a runtime socket, see ``forward``), ``# programs`` only when there is one
+(as from HAProxy 3.1), ``# old ...`` only when a process replaced by a reload is still stopping.
 Unlike HAProxy there is no output-size ceiling: the answer is built whole and buffered per client.
 """
 
@@ -41,33 +41,56 @@ def prompt_clock(seconds: float) -> str:
 HEADER = f"#{'<PID>':<14} {'<type>':<15} {'<reloads>':<15} {'<uptime>':<15} {'<version>':<15}\n"
 ROW = "%-15s %-15s %-15s %-15s %-15s\n"
 PROGRAM_ROW = "%-15d %-15s %-15d %-15s " + f"{UNKNOWN:<15}\n"  # printf formats of HAProxy's cli_io_handler_show_proc
+WORKER_ROW = "%-15d %-15s %-15d %-15s " + f"{UNKNOWN:<15}"  # a worker's type is its program name, version '-'
 
 
-def show_proc(master: Master, now: float | None = None) -> str:
-    """Built in one pass with %-formatting: at 200 programs this is most of a ``show proc`` round trip."""
+DEBUG_HEADER = f"\t\t {'<ipc_fd[0]>':<15} {'<ipc_fd[1]>':<15}"
+DEBUG_FDS = f"\t\t {-1:<15} {-1:<15}"  # no IPC socketpair: progset talks to workers over their own socket
+
+
+def show_proc(master: Master, now: float | None = None, *, debug: bool = False) -> str:
+    """HAProxy 3.x's layout, built in one pass with %-formatting (at 200 programs this is most of a
+    ``show proc`` round trip): programs with a runtime socket are the workers (``@1``...), the others
+    are listed under ``# programs`` (omitted when there are none, as from HAProxy 3.1). ``debug`` adds
+    3.1's ``<ipc_fd>`` columns to the master and worker rows."""
+    from .forward import workers
+
     now = time.time() if now is None else now
     current, old = processes(master)
-    out = [HEADER,
-           ROW % (os.getpid(), "master", f"{master.reloads} [failed: {master.failed_reloads}]",
-                  uptime(now - master.started_wall), master.version),
-           "# workers\n",
-           "# programs\n"]
+    current_workers, old_workers = workers(master)
+    extra = DEBUG_FDS if debug else ""
+    out = [HEADER if not debug else HEADER[:-1] + DEBUG_HEADER + "\n",
+           ROW[:-1] % (os.getpid(), "master", f"{master.reloads} [failed: {master.failed_reloads}]",
+                       uptime(now - master.started_wall), master.version) + extra + "\n",
+           "# workers\n"]
+    for worker in current_workers:
+        out.append(WORKER_ROW % (worker.pid, worker.name, worker.reloads, uptime(now - worker.started)) + extra + "\n")
+    if old_workers:
+        out.append("# old workers\n")
+        for worker in old_workers:
+            out.append(WORKER_ROW % (worker.pid, worker.name, worker.reloads, uptime(now - worker.started))
+                       + extra + "\n")
+    worker_pids = {w.pid for w in (*current_workers, *old_workers)}
     uptimes: dict[int, str] = {}  # programs started in the same second share one string
-    for process in current:
+    programs = [p for p in current if p.pid not in worker_pids]
+    if programs:
+        out.append("# programs\n")
+    for process in programs:
         seconds = int(now - process.started)
         text = uptimes.get(seconds)
         if text is None:
             text = uptimes[seconds] = uptime(seconds)
         out.append(PROGRAM_ROW % (process.pid, process.name, process.reloads, text))
-    if old:
+    old_programs = [p for p in old if p.pid not in worker_pids]
+    if old_programs:
         out.append("# old programs\n")
-        for process in old:
+        for process in old_programs:
             out.append(PROGRAM_ROW % (process.pid, process.name, process.reloads, uptime(now - process.started)))
     return "".join(out)
 
 
-PROGRAM_COLUMNS = ("<name>", "<state>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>", "<on-reload>",
-                   "<reason>")
+PROGRAM_COLUMNS = ("<name>", "<state>", "<ready>", "<pid>", "<uptime>", "<restarts>", "<last-exit>", "<backoff>",
+                   "<on-reload>", "<last-check>", "<reason>")
 
 
 def _seconds(value: float) -> str:
@@ -85,17 +108,43 @@ def show_programs(master: Master, now: float | None = None) -> str:
     rows: list[tuple[str, ...]] = []
     for program in status.programs:
         started = program.uptime(status.now)
-        rows.append((program.name, program.state.value,
+        rows.append((program.name, program.state.value, "yes" if program.ready else "no",
                      str(program.pid) if program.pid is not None else UNKNOWN,
                      uptime(started) if started is not None else UNKNOWN,
                      str(program.restarts),
                      program.last_exit.short().replace(" ", "=") if program.last_exit else UNKNOWN,
                      _seconds(program.backoff_seconds) if program.state is State.BACKOFF else UNKNOWN,
-                     program.on_reload, program.reason.replace("\n", " ") or UNKNOWN))
+                     program.on_reload, program.last_check, program.reason.replace("\n", " ") or UNKNOWN))
     widths = [max(len(PROGRAM_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows))
               for i in range(len(PROGRAM_COLUMNS))]
     header = "#" + PROGRAM_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
         title.ljust(widths[i]) for i, title in enumerate(PROGRAM_COLUMNS) if i > 0)
+    lines = [header.rstrip() + "\n"]
+    for row in rows:
+        lines.append(" ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
+    return "".join(lines)
+
+
+CHECK_COLUMNS = ("<program>", "<check>", "<state>", "<runs>", "<failures>", "<last>", "<target>", "<last-failure>")
+
+
+def show_checks(master: Master, name: str | None = None) -> str:
+    """Every check of every program (or of one): state, runs, consecutive failures, last result, target
+    and the last failure's message (free text, so it comes last, with the sd_notify STATUS=)."""
+    status = snapshot(master)
+    rows: list[tuple[str, ...]] = []
+    for program in status.programs:
+        if name is not None and program.name != name:
+            continue
+        for row in program.checks:
+            failure = str(row["last_failure"] or UNKNOWN) + (f" [STATUS={row['status']}]" if row["status"] else "")
+            rows.append((program.name, str(row["check"]), str(row["state"]), str(row["runs"]),
+                         str(row["consecutive_failures"]), str(row["last_result"] or UNKNOWN),
+                         str(row["target"]).replace(" ", "="), failure))
+    widths = [max(len(CHECK_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows))
+              for i in range(len(CHECK_COLUMNS))]
+    header = "#" + CHECK_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
+        title.ljust(widths[i]) for i, title in enumerate(CHECK_COLUMNS) if i > 0)
     lines = [header.rstrip() + "\n"]
     for row in rows:
         lines.append(" ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from . import commands
 from .commands import Reply
+from .forward import WorkerRoute
 from .levels import Level
 from .protocol import encode, find_command_end, split_words
 from .render import prompt_clock
@@ -37,14 +38,14 @@ MAX_LINE = 64 * 1024  # a command longer than this closes the session
 INPUT_BACKLOG = 64 * 1024  # unparsed input kept before we stop reading from the client
 OUTPUT_HIGH = 1024 * 1024  # unsent output above which the client's further commands wait
 SEVERITY_NAMES = {0: "emerg", 1: "alert", 2: "crit", 3: "err", 4: "warning", 5: "notice", 6: "info", 7: "debug"}
-PROMPT_USAGE = (
-    "Usage: prompt [help | n | i | p | timed]*\n"
-    "Changes the prompt and the interactive mode of this session; without an argument, toggles the prompt.\n"
-    "  help   displays this help\n"
-    "  i      sets interactive mode without prompt (commands are read until 'quit' or EOF)\n"
-    "  p      sets interactive mode with a prompt\n"
-    "  timed  toggles the uptime shown in front of the prompt\n"
-    "'n' (non-interactive mode) is not supported by the master CLI.\n"
+PROMPT_USAGE = (  # HAProxy 3.2's master CLI, byte for byte
+    "Usage: prompt [help | i | p | timed]*\n"
+    "Changes the default prompt and interactive mode. Available options:\n"
+    "  help    display this help\n"
+    "  i       set to interactive mode only (no prompt, multi-command)\n"
+    "  p       set to prompt+interactive mode (prompt + multi-command)\n"
+    "  timed   toggle displaying the current date in the prompt\n"
+    "Without any argument, toggles between i<->p.\n"
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,6 +99,7 @@ class Session:
         self.closed = False
         self.pending = False
         self.in_handler = False
+        self.route = WorkerRoute(self)  # '@1', '@!<pid>', '@@1': workers behind the master (forward.py)
         self.early_reply: Reply | None = None
         self.scheduled = False
         self.last_activity = self.loop.time()
@@ -142,6 +144,10 @@ class Session:
     def _process(self) -> None:
         """Run at most one command, then yield to the loop (fairness between clients and the reaper)."""
         self.scheduled = False
+        if self.route.passthrough and not self.closed:
+            self.route.pump()  # '@@': the client talks to the worker
+            self._set_reading(True)
+            return
         if self.closed or self.pending or self.closing:
             return
         if len(self.outbuf) > OUTPUT_HIGH:
@@ -175,7 +181,11 @@ class Session:
         self._close_after_output()
 
     def _execute(self, command: bytes) -> None:
-        words = split_words(command.rstrip(b"\r"))
+        command = command.rstrip(b"\r")
+        words = split_words(command)
+        routed = (words and words[0].startswith("@")) or self.route.target is not None
+        if routed and self.route.handle(command, words):  # a worker's ('@1 ...'), see forward.py
+            return
         if words and words[0].startswith("@"):
             if not self._is_master(words[0]):
                 self._proxy_error(f"Can't find the target PID matching the prefix '{words[0]}'\n")
@@ -187,7 +197,7 @@ class Session:
         if words and self._session_command(words):
             return
         if not words:
-            self._reply(commands.usage([], is_help=False))
+            self._reply(Reply.dump(""))  # HAProxy 3.x: a blank line answers a bare newline
             return
         if words[0] == "help":
             self._reply(commands.usage(words, is_help=True))
@@ -295,9 +305,14 @@ class Session:
             self._schedule()
 
     def prompt_text(self) -> str:
-        text = prompt_clock(time.time() - self.master.started_wall) if self.timed else ""
-        text += "master"
-        if self.master.failed_reloads > 0:
+        worker = self.route.prompt_name()
+        if self.timed:
+            started = self.route.target_started() if worker else self.master.started_wall
+            text = prompt_clock(time.time() - started) if started is not None else "[gone] "
+        else:
+            text = ""
+        text += worker or "master"
+        if worker is None and self.master.failed_reloads > 0:
             text += "[ReloadFailed]"
         flags = ("x" if self.experimental else "") + ("e" if self.expert else "") + ("d" if self.mcli_debug else "")
         if flags:
@@ -368,6 +383,7 @@ class Session:
     def _on_writable(self) -> None:
         was_full = len(self.outbuf) > OUTPUT_HIGH
         self._flush()
+        self.route.drained(len(self.outbuf) > OUTPUT_HIGH)
         if was_full and not self.closed and len(self.outbuf) <= OUTPUT_HIGH:
             self._schedule()
 
@@ -385,6 +401,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        self.route.close()
         if self.reading:
             self.loop.remove_reader(self.fd)
         if self.writing:
@@ -395,6 +412,9 @@ class Session:
         except OSError:
             pass
         self.server.forget(self)
+
+    def idle_timeout(self) -> float:
+        return self.server.idle_timeout
 
     # -- Context for handlers ---------------------------------------------------------------------
     def sockets(self) -> list[SocketSpec]:

@@ -62,6 +62,7 @@ KEYWORDS: dict[str, _Keyword] = {
     "umask": _Keyword(1, 1, "umask 0022", "umask"),
     "critical": _Keyword(0, 0, "[no] critical", "critical"),
     "depends-on": _Keyword(1, None, "depends-on db cache", None),
+    "runtime-socket": _Keyword(1, 1, "runtime-socket /run/haproxy/admin.sock", "runtimeSocket"),
     # Health (see probes.py): one check type keyword per level, its timings on '<level>-options'.
     "depends-on-condition": _Keyword(2, 2, "depends-on-condition db started|ready", None),
     "notify": _Keyword(0, 0, "[no] notify", "notify"),

@@ -53,6 +53,7 @@ PROGRAM_KEYS = frozenset({
     "name", "command", "env", "workingDir", "umask", "user", "group", "restart", "backoff",
     "stopSignal", "stopTimeoutSeconds", "onReload", "reloadSignal", "critical", "dependsOn",
     "dependsOnCondition", "readiness", "liveness", "startup", "notify", "notifyAccess", "watchdogSeconds",
+    "runtimeSocket",
 })
 BACKOFF_KEYS = frozenset({"initialSeconds", "maxSeconds", "resetAfterSeconds"})
 SPEC_KEYS = frozenset({"programs", "readyPrograms", "configMapName"})
@@ -124,6 +125,8 @@ class Program(NamedTuple):
     notify: bool = False
     notify_access: str = "main"
     watchdog_seconds: float = 0.0
+    # The program's own CLI (HAProxy's stats socket): the Master CLI forwards '@1 <command>' to it.
+    runtime_socket: str | None = None
 
     @property
     def effective_reload_signal(self) -> str:
@@ -196,6 +199,8 @@ class Program(NamedTuple):
             spec["notify"] = True
             spec["notifyAccess"] = self.notify_access
             spec["watchdogSeconds"] = self.watchdog_seconds
+        if self.runtime_socket is not None:
+            spec["runtimeSocket"] = self.runtime_socket
         return spec
 
 
@@ -384,19 +389,22 @@ def _closest(word: str, candidates: frozenset[str] | Sequence[str]) -> str | Non
     return matches[0]
 
 
+# The umask forms the CRD accepts (crd.py builds its pattern from this): "022", "0022", "00022", "0o022".
+UMASK_RE = re.compile(r"0{0,2}[0-7]{1,3}|0o0?[0-7]{1,3}")
+
+
 def parse_umask(value: object) -> int:
-    """``"0022"``, ``"022"`` or an int that already is the mode (YAML may give 18 for 0o22)."""
-    if isinstance(value, bool):
+    """An octal string (``"0022"``, ``"022"``, ``"0o022"``), exactly what the CRD accepts.
+
+    Numbers are refused: YAML reads ``umask: 77`` as the decimal 77 (mode 0115) and ``umask: 0022`` as
+    18, so a number never means what was written.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"expected an octal string such as \"0077\", got the number {value!r}: YAML reads "
+                         f"an unquoted umask as a number (77 is decimal, 0077 is 63); quote it")
+    if not isinstance(value, str) or not UMASK_RE.fullmatch(value.strip()):
         raise ValueError(f"expected an octal string such as \"0022\", got {value!r}")
-    if isinstance(value, int):
-        mode = value
-    elif isinstance(value, str) and re.fullmatch(r"0?[0-7]{1,4}|0o[0-7]{1,4}", value.strip()):
-        mode = int(value.strip().removeprefix("0o"), 8)
-    else:
-        raise ValueError(f"expected an octal string such as \"0022\", got {value!r}")
-    if not 0 <= mode <= 0o777:
-        raise ValueError(f"umask must be between 0000 and 0777, got {value!r}")
-    return mode
+    return int(value.strip().removeprefix("0o"), 8)
 
 
 def kubernetes_name(name: str) -> str:
@@ -541,6 +549,14 @@ def _program_from_spec(raw: object, path: Path, check: _Checker, haproxy_names: 
                 depends.append(dep)
 
     health = _health_from_spec(raw, path, check, depends)
+    runtime_socket = raw.get("runtimeSocket")
+    if runtime_socket is not None:
+        from .runtime_socket import parse_socket_address
+
+        try:
+            parse_socket_address(runtime_socket)
+        except ValueError as exc:
+            check.fail((*path, "runtimeSocket"), str(exc))
 
     if len(check.problems) != before:
         return None
@@ -560,6 +576,7 @@ def _program_from_spec(raw: object, path: Path, check: _Checker, haproxy_names: 
         reload_signal=reload_signal,
         critical=bool(critical),
         depends_on=tuple(depends),
+        runtime_socket=runtime_socket,
         **health,
     )
 
@@ -602,7 +619,10 @@ def _health_from_spec(raw: Mapping[str, Any], path: Path, check: _Checker, depen
 
 
 def _check_graph(programs: Sequence[Program], paths: Mapping[str, Path], check: _Checker) -> None:
-    names = {p.name for p in programs}
+    """Unknown ``dependsOn`` names and cycles, reported together with every other problem (one ``-c``
+    run shows them all). ``paths`` names every entry, also those with errors of their own, so a
+    dependency on a program that has a typo elsewhere is not reported as unknown."""
+    names = set(paths)
     for p in programs:
         for i, dep in enumerate(p.depends_on):
             if dep == p.name:
@@ -611,13 +631,12 @@ def _check_graph(programs: Sequence[Program], paths: Mapping[str, Path], check: 
                 hint = _closest(dep, sorted(names))
                 extra = f"; did you mean '{hint}'?" if hint else ""
                 check.fail((*paths[p.name], "dependsOn", i), f"'{p.name}' depends on unknown program '{dep}'{extra}")
-    if check.problems:
-        return
-    ordered = topological_order(programs)
-    if len(ordered) != len(programs):
+    acyclic = [p._replace(depends_on=tuple(d for d in p.depends_on if d != p.name)) for p in programs]
+    ordered = topological_order(acyclic)
+    if len(ordered) != len(acyclic):
         placed = {p.name for p in ordered}
-        stuck = [p.name for p in programs if p.name not in placed]
-        cycle = _find_cycle({p.name: p.depends_on for p in programs if p.name in stuck})
+        stuck = {p.name: p.depends_on for p in acyclic if p.name not in placed}
+        cycle = _find_cycle(stuck)
         check.fail((*paths[cycle[0]], "dependsOn"), "dependsOn cycle: " + " -> ".join([*cycle, cycle[0]]))
 
 
@@ -651,6 +670,8 @@ def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str
     raw_programs = spec.get("programs")
     programs: list[Program] = []
     paths: dict[str, Path] = {}
+    if "programs" not in spec:  # the CRD requires it: a ProgramSet without its list is a mistake
+        check.fail(("programs",), "required: the list of programs (write 'programs: []' for none)")
     if raw_programs is None:
         raw_programs = []
     if not isinstance(raw_programs, Sequence) or isinstance(raw_programs, str):
@@ -670,7 +691,7 @@ def config_from_spec(spec: object, locate: Locator | None = None, *, origin: str
             paths[name] = ("programs", i)
         if program is not None:
             programs.append(program)
-    if not check.problems and check_references:
+    if check_references:
         _check_graph(programs, paths, check)
 
     ready = spec.get("readyPrograms")

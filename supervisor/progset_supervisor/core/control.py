@@ -70,7 +70,7 @@ def _stop_with_dependents(master: Master, name: str, finished: Callable[[list[st
 
 
 def _with(dependents: list[str]) -> str:
-    return f" (and its dependents {', '.join(dependents)})" if dependents else ""
+    return f" (and its dependents {', '.join(dependents)}, until it runs again)" if dependents else ""
 
 
 def stop(master: Master, name: str, done: Answer) -> None:
@@ -78,10 +78,10 @@ def stop(master: Master, name: str, done: Answer) -> None:
     pid = supervised.pid
     if pid is None and supervised.waiting_for is None:
         state = supervised.state.value
-        _stop_with_dependents(master, name, lambda deps: done(f"Program '{name}' is not running ({state})."
-                                                              + _with(deps)))
+        _stop_with_dependents(master, name, lambda deps: done(f"Program '{name}' is not running ({state})"
+                                                              f"{_with(deps)}."))
         return
-    _stop_with_dependents(master, name, lambda deps: done(f"Program '{name}' ({pid}) stopped.{_with(deps)}"))
+    _stop_with_dependents(master, name, lambda deps: done(f"Program '{name}' ({pid}) stopped{_with(deps)}."))
 
 
 def restart(master: Master, name: str, done: Answer) -> None:

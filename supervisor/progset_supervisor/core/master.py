@@ -21,6 +21,7 @@ from ..config import Config, ConfigError, Program, load_path, parse_signal
 from ..runtime.log import Logger
 from ..runtime.loop import Loop, Timer
 from ..runtime.output import LogRing, OutputSink
+from .health import Health
 from .plan import Action, Facts, plan
 from .processes import Options, Processes
 from .program import Instance, State, Supervised
@@ -80,6 +81,7 @@ class Master(Processes):
         self.on_exit_hooks: list[Callable[[], None]] = []  # run once every program is gone
         self.guardian: Any = None  # kills the programs' processes if this process is SIGKILLed
         self._env: dict[str, tuple[Program, dict[str, str] | None]] = {}
+        self.health = Health(self, pdeathsig=options.pdeathsig)  # checks and sd_notify (health.py)
 
     @property
     def rng(self) -> random.Random:
@@ -100,12 +102,20 @@ class Master(Processes):
     def dependencies_running(self, program: Program) -> bool:
         for dep in program.depends_on:
             other = self.programs.get(dep)
-            if other is None or other.state is not State.RUNNING:
+            if other is None or not self.health.dependency_met(program, other):
                 return False
         return True
 
     def state_changed(self, supervised: Supervised) -> None:
-        if supervised.state is State.RUNNING and not self.shutting_down:
+        if supervised.state is State.RUNNING:
+            self.health.started(supervised, self._env[supervised.name][1])
+            self.wake_dependents(supervised)
+        else:
+            self.health.stopped(supervised)  # checks never run for a process that is not RUNNING
+
+    def wake_dependents(self, supervised: Supervised) -> None:
+        """``supervised`` runs, or became ready: start the programs that waited for it."""
+        if not self.shutting_down:
             for name in self.dependents.get(supervised.name, ()):
                 waiting = self.programs.get(name)
                 if waiting is not None and waiting.state is State.STARTING:
@@ -113,6 +123,7 @@ class Master(Processes):
 
     def ended_for_good(self, supervised: Supervised) -> None:
         """A program ended for good (EXITED or FATAL): a critical one takes the supervisor down."""
+        self.health.ended_for_good(supervised)
         if supervised.program.critical and not self.shutting_down:
             code = supervised.last_exit.code if supervised.state is State.EXITED and supervised.last_exit else 1
             self.log.alert(f"Critical program '{supervised.name}' ended for good: stopping every program, "
@@ -161,13 +172,13 @@ class Master(Processes):
         self.shutdown(0)
 
     def ready(self) -> tuple[bool, list[str]]:
-        """Readiness for ``/readyz``: the named programs (default: all but ``restart: never``) run."""
+        """Readiness for ``/readyz``: the named programs (default: all but ``restart: never``) are ready."""
         if self.shutting_down or self.config is None:
             return False, ["supervisor is stopping" if self.shutting_down else "no configuration loaded"]
         names = self.config.ready_programs
         if names is None:
             names = tuple(p.name for p in self.config.programs if p.restart != "never")
-        not_ready = [n for n in names if self.programs[n].state is not State.RUNNING]
+        not_ready = [n for n in names if not self.health.is_ready(self.programs[n])]
         return not not_ready, not_ready
 
     def facts(self) -> dict[str, Facts]:
@@ -189,6 +200,7 @@ class Master(Processes):
         previous = self.programs
         self.programs = {p.name: previous.get(p.name) or Supervised(self, p, LogRing(self.options.log_lines))
                          for p in config.programs}
+        self.health.configure(config)  # the notify socket; checks of running processes re-planned
         stops: dict[str, Callable[[Callable[[], None]], bool]] = {}
         replaced: list[Supervised] = []
         deferred: list[Supervised] = []
@@ -353,6 +365,7 @@ class Master(Processes):
                 for reader in supervised.instance.readers:
                     reader.drain()
                     reader.close()
+        self.health.close()
         for hook in self.on_exit_hooks:
             hook()
         self.log.warning(f"All programs exited. Exiting... ({self.exit_code})")

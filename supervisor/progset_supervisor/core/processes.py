@@ -40,13 +40,16 @@ class Processes:
     reaper: Reaper
     guardian: Any
     _env: dict[str, tuple[Program, dict[str, str] | None]]
+    health: Any
 
     def spawn(self, supervised: Supervised) -> Instance:
         program = supervised.program
         cached = self._env.get(program.name)
         if cached is None or cached[0] is not program:  # decided once per definition, not per restart
             base = self.base_env
-            cached = (program, None if base is os.environ and not program.env else build_env(program, base))
+            extra = self.health.env_for(program)  # NOTIFY_SOCKET, WATCHDOG_USEC
+            cached = (program, None if base is os.environ and not program.env and not extra
+                      else {**build_env(program, base), **extra})
             self._env[program.name] = cached
         pdeathsig = self.options.pdeathsig and self.guardian is None
         pid, stdout_fd, stderr_fd = spawn(program, cached[1], pdeathsig=pdeathsig)

@@ -29,6 +29,9 @@ Transitions (event: from -> to)::
   backoff timer             BACKOFF -> as start()
   stop()                    RUNNING -> STOPPING;  BACKOFF|STARTING|REPLACING -> STOPPED
   kill timer                STOPPING: SIGKILL to the group and leftovers (the instance is then gone)
+  check_failed(reason)      RUNNING: stopSignal (SIGKILL after the timeout) without ``stopping``, so
+                            its exit is a failure: restart policy and backoff as for a crash, the
+                            restart counted with ``reason`` (liveness, startup)
   replace(new definition)   RUNNING -> REPLACING (old instance retired) -> as start() once it is gone
   retire()                  any -> STOPPED, the live instance becomes an old one (removed program)
 
@@ -86,6 +89,7 @@ class Instance:
         self.readers: list[Any] = readers if readers is not None else []
         self.leftovers: set[int] = set()  # processes that left its group, re-parented to the supervisor
         self.waiters: list[Callable[[], None]] = []  # run once the instance is gone
+        self.kill_reason: str | None = None  # "liveness"/"startup": a failed check ended it (check_failed)
 
     @property
     def alive(self) -> bool:
@@ -112,6 +116,7 @@ class Supervised:
         self.instance: Instance | None = None
         self.restarts = 0
         self.exits: Counter[tuple[str, int]] = Counter()
+        self.restart_reasons: Counter[str] = Counter()  # exit, signal, liveness, startup
         self.last_exit: ExitStatus | None = None
         self.failures = 0
         self.backoff_timer: TimerHandle | None = None
@@ -244,6 +249,7 @@ class Supervised:
             delay = backoff_delay(self.program.backoff, self.failures, self.host.rng)
             self.failures += 1
             self.restarts += 1
+            self.restart_reasons[instance.kill_reason or status.reason] += 1
             self.settle(instance)
             if not instance.gone:
                 self._terminate(instance)  # what is left of its group goes before the restart
@@ -353,6 +359,19 @@ class Supervised:
         if not instance.stopping:
             self._set_state(State.STOPPING)
             self._terminate(instance)
+
+    def check_failed(self, reason: str, what: str) -> None:
+        """A startup or liveness check failed ``failureThreshold`` times (or the watchdog missed): end
+        the process as a crash would, so that the restart policy and the backoff decide what follows."""
+        instance = self.instance
+        if self.state is not State.RUNNING or instance is None or not instance.alive or instance.stopping:
+            return
+        self.host.log.alert(f"Program '{self.name}' ({instance.pid}) failed its {what}: stopping it for a restart "
+                            f"(reason {reason})")
+        instance.kill_reason = reason
+        self._signal_all(instance, parse_signal(instance.program.stop_signal))
+        timeout = instance.program.stop_timeout_seconds
+        instance.kill_timer = self.host.call_later(timeout, self._kill, instance, timeout)
 
     # -- reloads ----------------------------------------------------------------------------------
     def _retire_instance(self, then: Callable[[], None] | None) -> Instance | None:

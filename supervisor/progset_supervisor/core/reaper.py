@@ -54,6 +54,7 @@ class Reaper:
         self.leftover_of: dict[int, Instance] = {}  # adopted orphans
         self.others: dict[int, ChildExit] = {}  # other children: the guardian, exec checks
         self.strays: set[int] = set()
+        self.on_adopt: Callable[[int], None] | None = None  # tells the guardian
 
     def track(self, instance: Instance) -> None:
         self.by_pid[instance.pid] = instance
@@ -115,6 +116,8 @@ class Reaper:
                 continue  # already gone (a zombie is reaped with the next batch)
             self.leftover_of[pid] = owner
             adopted.setdefault(owner, set()).add(pid)
+            if self.on_adopt is not None:
+                self.on_adopt(pid)
         for owner, pids in adopted.items():
             owner.supervised.adopt(owner, pids)
 

@@ -2,10 +2,11 @@
 
 Spawning is on the restart path, so it must stay cheap: ``subprocess.Popen`` without ``preexec_fn``
 uses vfork, and everything that would need Python code in the child is done by Popen's own C-level
-options (``process_group``, ``umask``, ``cwd``, ``user``/``group``/``extra_groups``) or by util-linux
-``setpriv`` in the exec chain (the parent-death signal, so programs die with a supervisor that is
-not PID 1). The caller builds the environment once per definition, not per restart, and PATH is
-searched by the exec itself (explained only if it fails), except for setpriv, which needs a path.
+options (``process_group``, ``umask``, ``cwd``, ``user``/``group``/``extra_groups``). Programs of a
+supervisor that is not PID 1 die with it through the guardian process (:mod:`..runtime.guardian`);
+only without one does util-linux ``setpriv`` in the exec chain set the parent-death signal. The
+caller builds the environment once per definition, not per restart, and PATH is searched by the
+exec itself (explained only if it fails); argv[0] is passed exactly as written.
 Errors a retry cannot fix (no such executable, no permission to switch user) are reported as
 :class:`SpawnError` with the reason.
 
@@ -152,13 +153,15 @@ def spawn(program: Program, env: dict[str, str] | None, *, pdeathsig: bool) -> t
         raise SpawnError(f"working directory {program.working_dir} does not exist")
     wrapper = setpriv() if pdeathsig else None
     if wrapper is not None:
-        # setpriv sets PR_SET_PDEATHSIG after Popen switched ids (a credential change clears it), then
-        # execs the program (resolved here: setpriv failing to find it would only be exit 127) with
-        # the same pid.
-        argv = [wrapper, "--pdeathsig", "KILL", "--", resolve_executable(program, search_env), *program.command[1:]]
+        # The fallback when no guardian runs: setpriv sets PR_SET_PDEATHSIG after Popen switched ids (a
+        # credential change clears it), then execvp()s the program with its argv exactly as written
+        # (checked here first: setpriv failing to find it would only be exit 127), with the same pid.
+        resolve_executable(program, search_env)
+        argv = [wrapper, "--pdeathsig", "KILL", "--", *program.command]
     else:
         # Popen searches the program's PATH in the child as execvp does; a failure comes back as an
-        # OSError and is explained then, so a successful start pays for no lookup.
+        # OSError and is explained then, so a successful start pays for no lookup. argv[0] stays as
+        # written (HAProxy, supervisord and runc do the same; ``pgrep -x`` depends on it).
         argv = list(program.command)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -198,11 +201,21 @@ def preflight(program: Program, base_env: Mapping[str, str]) -> str | None:
     """Why ``program`` cannot start on this machine (user, group, working directory, executable), or
     None. Checked before a reload stops a working process for a new definition: the old process
     stays when the new one could not start."""
+    problems = preflight_problems(program, base_env)
+    return "; ".join(problems) if problems else None
+
+
+def preflight_problems(program: Program, base_env: Mapping[str, str]) -> list[str]:
+    """Every reason ``program`` cannot start here, each checked on its own (``-c`` lists them all)."""
+    problems = []
     try:
         resolve_identity(program)
-        if program.working_dir is not None and not os.path.isdir(program.working_dir):
-            return f"working directory {program.working_dir} does not exist"
+    except SpawnError as exc:
+        problems.append(str(exc))
+    if program.working_dir is not None and not os.path.isdir(program.working_dir):
+        problems.append(f"working directory {program.working_dir} does not exist")
+    try:
         resolve_executable(program, build_env(program, base_env) if program.env else base_env)
     except SpawnError as exc:
-        return str(exc)
-    return None
+        problems.append(str(exc))
+    return problems

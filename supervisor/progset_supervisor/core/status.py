@@ -17,6 +17,7 @@ from .exits import ExitStatus
 from .program import State
 
 if TYPE_CHECKING:
+    from .health import Health
     from .master import Master
     from .program import Supervised
 
@@ -36,6 +37,10 @@ class ProgramStatus(NamedTuple):
     critical: bool
     fatal_reason: str  # why it is FATAL ("" otherwise)
     reload_error: str  # why the last reload kept its old process ("" otherwise)
+    ready: bool = False  # RUNNING, and its readiness check / READY=1 / startup check passed (health.py)
+    restarts_by_reason: Mapping[str, int] = {}  # exit, signal, liveness, startup
+    last_check: str = "-"  # the most recent check result, "readiness=ok"
+    checks: tuple[Mapping[str, object], ...] = ()  # health.check_rows()
 
     @property
     def up(self) -> bool:
@@ -83,7 +88,7 @@ class SupervisorStatus(NamedTuple):
         return sum(1 for p in self.programs if p.state in states)
 
 
-def program_status(supervised: Supervised) -> ProgramStatus:
+def program_status(supervised: Supervised, health: Health | None = None) -> ProgramStatus:
     instance = supervised.instance
     live = instance is not None and instance.alive
     program = supervised.program
@@ -91,7 +96,9 @@ def program_status(supervised: Supervised) -> ProgramStatus:
         supervised.name, supervised.state, instance.pid if live else None,  # type: ignore[union-attr]
         instance.started_wall if live else None, instance.reloads if live else 0,  # type: ignore[union-attr]
         supervised.restarts, dict(supervised.exits), supervised.last_exit, supervised.backoff_remaining(),
-        program.restart, program.on_reload, program.critical, supervised.fatal_reason, supervised.reload_error)
+        program.restart, program.on_reload, program.critical, supervised.fatal_reason, supervised.reload_error,
+        *(() if health is None else (health.is_ready(supervised), dict(supervised.restart_reasons),
+                                     health.last_result(supervised), tuple(health.check_rows(supervised)))))
 
 
 def old_processes(master: Master) -> tuple[OldProcess, ...]:
@@ -105,7 +112,7 @@ def snapshot(master: Master, now: float | None = None) -> SupervisorStatus:
         master.version, os.getpid(), master.started_wall, time.time() if now is None else now,
         master.options.config_path, config.origin if config else "", config.hash if config else None,
         str(config.source) if config else "",
-        tuple(program_status(s) for s in master.programs.values()), old_processes(master),
+        tuple(program_status(s, master.health) for s in master.programs.values()), old_processes(master),
         master.reloads, dict(master.reload_results), master.failed_reloads, master.last_reload_time,
         master.reload_run is not None, master.shutting_down, ready, tuple(not_ready))
 

@@ -341,6 +341,9 @@ def program_document(program: ProgramStatus, now: float) -> dict[str, Any]:
         "critical": program.critical,
         "fatal_reason": program.fatal_reason or None,
         "reload_error": program.reload_error or None,
+        "ready": program.ready,
+        "restarts_by_reason": dict(program.restarts_by_reason),
+        "checks": [dict(row) for row in program.checks],
     }
 
 
