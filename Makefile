@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 EXAMPLE ?= examples/haproxy-programs.cfg
 RUNDIR ?= $(CURDIR)/run
 
-.PHONY: run test lint crd bench clean
+.PHONY: run test lint crd bench images clean
 
 $(VENV)/.installed-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ crd: $(VENV)/.installed-test
 ## bench: compare progset with supervisord and HAProxy (see bench/README.md)
 bench: $(VENV)/.installed-test
 	$(PY) bench/supervisor_bench.py
+
+## images: build progset-supervisor, progset-operator and progset-bundle offline from a wheelhouse
+##         (BASE_IMAGE: any image with python3 of version IMAGE_PYTHON; IMAGE_PREFIX: e.g. registry/team/)
+BASE_IMAGE ?= python:3.11.13-slim-bookworm
+IMAGE_PYTHON ?= 3.11
+IMAGE_PREFIX ?=
+images: $(VENV)/.installed-run
+	$(PY) images/build.py --base $(BASE_IMAGE) --python $(IMAGE_PYTHON) --prefix "$(IMAGE_PREFIX)"
 
 clean:
 	rm -rf $(VENV) $(RUNDIR) .pytest_cache .ruff_cache

@@ -14,6 +14,7 @@ import kopf
 
 from .crd import GROUP
 from .handlers import register
+from .identity import own_identity
 from .kube import KubeClient, load_configuration
 from .metrics import Metrics
 from .reconciler import Reconciler
@@ -62,6 +63,8 @@ class Operator:
             "clusterwide": self.options.clusterwide,
             "namespaces": list(self.options.namespaces),
             "liveness_endpoint": self.options.liveness,
+            # kopf's own default asks the passwd database and crashes under a uid without an entry.
+            "identity": own_identity(),
         }
         if self.options.peering:
             kwargs["peering_name"] = self.options.peering

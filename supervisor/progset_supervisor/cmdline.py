@@ -14,6 +14,7 @@ here (``-D``, ``-sf``, ``-st``) are read too, so that ``__main__`` can refuse th
 
 from __future__ import annotations
 
+import os
 import sys
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -42,7 +43,8 @@ class Option(NamedTuple):
 OPTIONS: tuple[Option, ...] = (
     Option(("-f",), "config", "config file (HAProxy syntax, ProgramSet or rendered document in YAML or JSON) or a "
            "directory of them (a mounted ConfigMap); repeatable, read in order as one configuration, as HAProxy "
-           "does; changes are watched and reloaded", default=[], metavar="CONFIG", append=True, required=True),
+           "does; changes are watched and reloaded (without -f: $PROGSET_CONFIG, which the images set to "
+           "/etc/progset)", default=[], metavar="CONFIG", append=True, required=True),
     Option(("-S",), "sockets", "Master CLI socket, e.g. /var/run/progset/master.sock,mode,660,level,operator "
            "(repeatable)", default=[], metavar="PATH[,OPTION,VALUE]...", append=True),
     Option(("-p",), "pidfile", "write the supervisor's pid here", metavar="PIDFILE"),
@@ -50,6 +52,14 @@ OPTIONS: tuple[Option, ...] = (
            "'off' disables it (default %(default)s)", default="0.0.0.0:9127", metavar="HOST:PORT"),
     Option(("--log-format",), "log_format", "format of program output and supervisor messages "
            "(default %(default)s)", default="text", choices=("text", "json")),
+    Option(("--health-address",), "health_address", "a second HTTP listener with only /healthz and /readyz, for "
+           "the kubelet's probes, with connections of its own (default %(default)s)", default="off",
+           metavar="HOST:PORT"),
+    Option(("--output",), "output", "how program output lines are written: 'prefixed' (name | line), 'raw' (the "
+           "line as is, HAProxy's behaviour) or 'json'; a program's own 'output' wins (default: json with "
+           "--log-format json, prefixed otherwise)", choices=("prefixed", "raw", "json")),
+    Option(("--allow-no-programs",), "allow_no_programs", "accept a configuration without programs (otherwise "
+           "refused unless it says 'programs: []')", kind=None, default=False),
     Option(("--log-lines",), "log_lines", "lines of output kept per program for 'show logs' (default %(default)s)",
            kind=int, default=1000, metavar="N"),
     Option(("--no-watch",), "no_watch", "do not reload when the config changes on disk", kind=None, default=False),
@@ -149,6 +159,18 @@ def fast_parse(argv: list[str]) -> SimpleNamespace | None:
     return SimpleNamespace(**values)
 
 
+CONFIG_ENV = "PROGSET_CONFIG"
+
+
+def with_default_config(args: list[str]) -> list[str]:
+    """``-f $PROGSET_CONFIG`` first when no ``-f`` is given: the images set it, so ``docker run IMAGE
+    --some-flag`` (which replaces the image's default command) keeps the config instead of failing."""
+    default = os.environ.get(CONFIG_ENV)
+    if default and not any(arg.startswith("-f") and not arg.startswith("--") for arg in args):
+        return ["-f", default, *args]
+    return args
+
+
 def parse_args(argv: list[str] | None = None) -> SimpleNamespace | argparse.Namespace:
-    args = sys.argv[1:] if argv is None else argv
+    args = with_default_config(sys.argv[1:] if argv is None else argv)
     return fast_parse(args) or build_parser().parse_args(args)

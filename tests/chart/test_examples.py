@@ -35,8 +35,13 @@ def pod() -> dict[str, Any]:
     return workload()["spec"]["template"]["spec"]
 
 
+def all_containers() -> list[dict[str, Any]]:
+    return [*pod().get("initContainers", []), *pod()["containers"]]
+
+
 def supervisor() -> dict[str, Any]:
-    (container,) = [c for c in pod()["containers"] if c["name"] == "supervisor"]
+    """The agreed pod shape: a native sidecar, the initContainers entry named ``progset``."""
+    (container,) = [c for c in pod()["initContainers"] if c["name"] == "progset"]
     return container
 
 
@@ -77,7 +82,7 @@ def test_workload_mounts_the_configmap_as_a_directory_never_subpath() -> None:
     volumes = {v["name"]: v for v in pod()["volumes"]}
     (mount,) = [m for m in supervisor()["volumeMounts"] if m["mountPath"] == "/etc/progset"]
     assert "configMap" in volumes[mount["name"]]
-    for container in pod()["containers"]:
+    for container in all_containers():
         assert all("subPath" not in m and "subPathExpr" not in m for m in container["volumeMounts"]), container["name"]
 
 
@@ -101,35 +106,47 @@ def test_workload_mounts_the_configmap_an_example_programset_renders() -> None:
 
 def test_workload_shares_the_socket_directory_with_every_container() -> None:
     volumes = {v["name"]: v for v in pod()["volumes"]}
-    for container in pod()["containers"]:
+    for container in all_containers():
         (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/var/run/progset"]
         assert "emptyDir" in volumes[mount["name"]] and not mount.get("readOnly"), container["name"]
-    assert len(pod()["containers"]) >= 2
+        if container["name"] != "progset":  # clients find the socket through HAProxy's variable
+            assert {"name": "HAPROXY_MASTER_CLI", "value": "unix@/var/run/progset/master.sock"} in container["env"]
+    assert len(all_containers()) >= 2
     # The socket is mode 660: every container must share the supervisor's group.
     assert pod()["securityContext"]["runAsGroup"] == pod()["securityContext"]["fsGroup"]
-    assert all("runAsGroup" not in c.get("securityContext", {}) for c in pod()["containers"])
+    assert all("runAsGroup" not in c.get("securityContext", {}) for c in all_containers())
+
+
+def test_workload_runs_the_supervisor_as_a_native_sidecar() -> None:
+    """Started before the app (which waits for its startupProbe on /readyz), stopped after it."""
+    container = supervisor()
+    assert container["restartPolicy"] == "Always"
+    assert container["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert all(c["name"] != "progset" for c in pod()["containers"])
 
 
 def test_workload_probes_metrics_port_and_label() -> None:
     container = supervisor()
     assert {"name": "metrics", "containerPort": 9127} in container["ports"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    assert workload()["spec"]["template"]["metadata"]["labels"]["progset.io/supervisor"] == "true"
+    labels = workload()["spec"]["template"]["metadata"]["labels"]
+    assert labels["progset.io/supervisor"] == "true"
+    programsets = {doc["metadata"]["name"] for _, doc in documents("ProgramSet")}
+    assert labels["progset.io/programset"] in programsets
 
 
 def test_chart_pod_monitor_selects_the_workload_pod() -> None:
     monitor = one(objects({"podMonitor": {"enabled": True}}), "PodMonitor")
     labels = workload()["spec"]["template"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    ports = {p["name"] for c in pod()["containers"] for p in c.get("ports", [])}
+    ports = {p["name"] for c in all_containers() for p in c.get("ports", [])}
     assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
 
 
 def test_workload_containers_are_locked_down() -> None:
     assert pod()["securityContext"]["runAsNonRoot"] is True
     assert pod()["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    for container in pod()["containers"]:
+    for container in all_containers():
         sc = container["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"]

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import Supervisor, http_get, http_port, pid_alive, program, programs_config, started, wait_until
+from .helpers import (
+    Supervisor,
+    http_get,
+    http_port,
+    pid_alive,
+    program,
+    programs_config,
+    scrape_until,
+    started,
+    wait_until,
+)
 from .peers import require
 
 # An HTTP server that starts listening after a delay; GET answers 200, or 503 while the file `gate`
@@ -117,6 +127,13 @@ def test_liveness_failure_restarts_after_threshold_times_period(start, tmp_path:
     sup.wait_log(r"New program 'api' \(\d+\) forked", count=2)
     assert sup.forked_pids("api")[1] != first
     wait_until(lambda: not pid_alive(first))
+    metrics = scrape_until(http_port(sup), lambda s: s.get("progset_program_restart_reasons_total", program="api",
+                                                           reason="liveness") == 1)
+    assert metrics.get("progset_program_restarts_total", program="api") == 1
+    # three that restarted it (the new process may have failed once more before it listened)
+    assert metrics.get("progset_check_runs_total", program="api", check="liveness", result="failure") >= 3
+    assert metrics.types["progset_check_duration_seconds"] == "histogram"
+    assert http_get(http_port(sup), "/status").json()["programs"][0]["restarts_by_reason"] == {"liveness": 1}
 
 
 def test_ready_over_notify_socket_from_a_python_script(start) -> None:
@@ -202,10 +219,13 @@ def test_readyz_follows_readiness(start, tmp_path: Path) -> None:
     http = http_port(sup)
     sup.out.wait_for(r"^web \| listening")
     assert http_get(http, "/readyz").status == 503
+    scrape_until(http, lambda s: s.get("progset_program_ready", program="web") == 0)
     gate.touch()
     wait_until(lambda: http_get(http, "/readyz").status == 200)
+    scrape_until(http, lambda s: s.get("progset_program_ready", program="web") == 1)  # scrapes are cached briefly
     gate.unlink()
     wait_until(lambda: http_get(http, "/readyz").status == 503)
+    scrape_until(http, lambda s: s.get("progset_program_ready", program="web") == 0)
     sup.wait_log(r"Program 'web' is not ready: readiness check failed \(HTTP 503 Service Unavailable\)")
     assert len(sup.forked_pids("web")) == 1  # readiness failures never restart
 

@@ -39,7 +39,9 @@ def supervisor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Super
         program("tree", "sh", "-c", "sleep 1000 & sleep 1000 & wait"),
         program("quitter", "sh", "-c", "exit 3", restart="never"),
         program("flappy", "sh", "-c", "exit 4", backoff=slow),
-        program("missing", "/nonexistent/program"))
+        program("missing", "/nonexistent/program"),
+        # never ready: its readiness check asks a port nobody listens on (check series and histogram)
+        program("unready", "sleep", "1000", readiness={"tcp": {"port": 9}, "periodSeconds": 0.2}))
     with started(tmp_path_factory.mktemp("sup")) as start:
         sup = start(config, "--no-watch", metrics="127.0.0.1:0")
         port = http_port(sup)
@@ -56,7 +58,11 @@ def test_promtool_accepts_a_real_scrape(supervisor: tuple[Supervisor, int]) -> N
     assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
     # The scrape did hold every family promtool was meant to see.
     for needle in ('progset_program_exits_total{', 'state="BACKOFF"} 1.0', 'progset_program_processes{',
-                   "progset_config_info{", "progset_process_cpu_seconds_total "):
+                   "progset_config_info{", "progset_process_cpu_seconds_total ",
+                   'progset_program_ready{program="unready"} 0.0',
+                   'progset_check_runs_total{check="readiness",program="unready",result="failure"}',
+                   'progset_check_duration_seconds_bucket{check="readiness",le="+Inf",program="unready"}',
+                   'progset_program_restart_reasons_total{program="flappy",reason="exit"}'):
         assert needle in text
 
 
@@ -181,7 +187,7 @@ def test_prometheus_scrapes_restarts(supervisor: tuple[Supervisor, int], prometh
     increase = prometheus.query('increase(progset_program_restarts_total{program="victim"}[1m])', time=at)
     assert [(r["metric"]["program"], float(r["value"][1])) for r in increase] == [("victim", float(crashes))]
     now = prometheus.query("increase(progset_program_restarts_total[1m])")
-    assert {r["metric"]["program"] for r in now} == {"victim", "tree", "quitter", "flappy", "missing"}
+    assert {r["metric"]["program"] for r in now} == {"victim", "tree", "quitter", "flappy", "missing", "unready"}
     assert float(next(r for r in now if r["metric"]["program"] == "victim")["value"][1]) >= crashes
 
     # Every dashboard query runs on this Prometheus and returns data.

@@ -39,7 +39,7 @@ def test_a_reload_keeps_a_working_program_when_its_new_definition_cannot_start(t
                "no such file); keeping the running process" in answer
         assert pid_alive(api) and sup.forked_pids("api") == [api]
         line = row(sup, "api")
-        assert line.split()[:3] == ["api", "RUNNING", str(api)]
+        assert line.split()[:4] == ["api", "RUNNING", "yes", str(api)]
         assert line.endswith("new definition cannot start: cannot execute /usr/local/bin/api-v2-nosuch: no such file")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10) as reply:
             status = json.load(reply)

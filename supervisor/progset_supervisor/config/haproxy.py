@@ -360,9 +360,10 @@ class _Reader:
                       f"{self.where(first.line, first.file)})")
             keep = False
         if keep and self.target.at_least("3.1") and not self.deprecated_allowed:
-            self.say("WARNING", number, f"The 'program' section is deprecated in HAProxy {self.target.version}, "
-                     "which requires 'expose-deprecated-directives' in 'global' before it; progset loads it anyway.")
-            self.deprecated_allowed = True  # once, as HAProxy warns once
+            # HAProxy 3.1+ refuses it; progset's job is to run it, so only -dD (diagnostics) mentions it
+            self.say("DIAG", number, f"HAProxy {self.target.version} would refuse this 'program' section without "
+                     "'expose-deprecated-directives' in 'global' before it; progset loads it.")
+            self.deprecated_allowed = True  # once, as HAProxy reports it once
         self.current = _Program(name=name, file=self.file, line=number)  # a rejected section is still read
         if keep:
             self.current.spec["name"] = name

@@ -83,6 +83,9 @@ class SupervisorStatus(NamedTuple):
     shutting_down: bool
     ready: bool
     not_ready: tuple[str, ...]
+    check_runs: Mapping[tuple[str, str, str], int] = {}  # (program, check, success|failure) -> runs
+    # (program, check) -> (runs per health.DURATION_BUCKETS slot, the last above every bound; sum of seconds)
+    check_durations: Mapping[tuple[str, str], tuple[tuple[int, ...], float]] = {}
 
     def count(self, *states: State) -> int:
         return sum(1 for p in self.programs if p.state in states)
@@ -114,7 +117,9 @@ def snapshot(master: Master, now: float | None = None) -> SupervisorStatus:
         str(config.source) if config else "",
         tuple(program_status(s, master.health) for s in master.programs.values()), old_processes(master),
         master.reloads, dict(master.reload_results), master.failed_reloads, master.last_reload_time,
-        master.reload_run is not None, master.shutting_down, ready, tuple(not_ready))
+        master.reload_run is not None, master.shutting_down, ready, tuple(not_ready),
+        dict(master.health.runs),
+        {key: (tuple(slots), master.health.duration_sums[key]) for key, slots in master.health.durations.items()})
 
 
 class Process(NamedTuple):

@@ -18,6 +18,7 @@ import math
 import os
 from typing import TYPE_CHECKING
 
+from ..core.health import DURATION_BUCKETS
 from ..core.program import State
 from ..core.status import ProgramStatus, SupervisorStatus, snapshot
 from .exposition import CONTENT_TYPE, Family, label_value, labels, number
@@ -182,6 +183,16 @@ RSS = _family("program_resident_memory_bytes", "gauge", "Sum of the resident mem
 FDS = _family("program_open_fds", "gauge", "Open file descriptors in the program's process tree.")
 THREADS = _family("program_threads", "gauge", "Threads in the program's process tree.")
 PROCESSES = _family("program_processes", "gauge", "Processes in the program's process tree.")
+DROPPED = _family("output_dropped_lines", "counter", "Output lines of the program dropped because the supervisor's "
+                  "stdout/stderr was not read (a stalled log pipe); never blocking on it keeps the supervisor "
+                  "running.")
+READY = _family("program_ready", "gauge", "1 if the program is ready: RUNNING, and its readiness check, sd_notify "
+                "READY=1 and startup check (those it has) passed; else 0.")
+RESTART_REASONS = _family("program_restart_reasons", "counter", "Automatic restarts by reason: exit or signal (it "
+                          "ended by itself), liveness or startup (a failed check or a watchdog miss ended it).")
+CHECK_RUNS = _family("check_runs", "counter", "Runs of each health check (readiness, liveness, startup, notify, "
+                     "watchdog) by result.")
+CHECK_DURATION = Family(f"{PREFIX}_check_duration_seconds", "histogram", "How long each health check run took.")
 RELOADS = _family("reloads", "counter", "Configuration reloads, by result.")
 CONFIG_INFO = _family("config_info", "gauge", "The loaded configuration: where it came from (namespace/name@generation "
                       "of a rendered ProgramSet, else the file) and its content hash. Always 1.")
@@ -194,12 +205,14 @@ OWN_START = _family("process_start_time_seconds", "gauge", "Start time of the pr
 OWN_CPU = _family("process_cpu_seconds", "counter", "Total user and system CPU time spent in seconds.")
 OWN_FDS = _family("process_open_fds", "gauge", "Number of open file descriptors.")
 OWN_MAX_FDS = _family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
-FAMILIES = (UP, STATE, START, BACKOFF, RESTARTS, EXITS, LAST_EXIT, CPU, RSS, FDS, THREADS, PROCESSES, RELOADS,
+FAMILIES = (UP, STATE, START, BACKOFF, RESTARTS, EXITS, LAST_EXIT, READY, RESTART_REASONS, CHECK_RUNS, CHECK_DURATION,
+            CPU, RSS, FDS, THREADS, PROCESSES, DROPPED, RELOADS,
             CONFIG_INFO, LAST_RELOAD, OWN_VIRTUAL, OWN_RESIDENT, OWN_START, OWN_CPU, OWN_FDS, OWN_MAX_FDS)
 HEADERS = {family: family.header() for family in FAMILIES}
 # ',state="X"} ' for each state, in the order the series are written.
 STATE_LABELS = tuple((state, f',state="{state.value}"}} ') for state in STATES)
 ONE, ZERO = number(1.0), number(0.0)
+BUCKET_BOUNDS = (*(number(b) for b in DURATION_BUCKETS), "+Inf")
 
 
 def _state_lines(inner: str, current: State) -> str:
@@ -239,7 +252,9 @@ class Exporter:
         status = snapshot(self.master)
         facts = status.programs
         self._programs(out, facts)
+        self._health(out, status)
         self._process_trees(out, facts)
+        self._dropped(out, facts)
         self._supervisor(out, status)
         self._own_process(out)
         return "".join(out).encode(), CONTENT_TYPE
@@ -263,6 +278,31 @@ class Exporter:
         out.append(HEADERS[LAST_EXIT] + "".join(
             f"{LAST_EXIT.name}{label}{number(f.last_exit.code)}\n" for f, label in rows if f.last_exit is not None))
 
+    @staticmethod
+    def _health(out: list[str], status: SupervisorStatus) -> None:
+        """Readiness, restarts by reason, and the checks' runs and durations (a histogram)."""
+        out.append(HEADERS[READY])
+        out.extend(f'{READY.name}{{program="{label_value(f.name)}"}} {ONE if f.ready else ZERO}\n'
+                   for f in status.programs)
+        out.append(HEADERS[RESTART_REASONS])
+        for f in status.programs:
+            for reason, count in sorted(f.restarts_by_reason.items()):
+                out.append(f"{RESTART_REASONS.name}{labels(program=f.name, reason=reason)} {number(count)}\n")
+        out.append(HEADERS[CHECK_RUNS])
+        for (program, check, result), count in sorted(status.check_runs.items()):
+            out.append(f"{CHECK_RUNS.name}{labels(program=program, check=check, result=result)} {number(count)}\n")
+        out.append(HEADERS[CHECK_DURATION])
+        name = CHECK_DURATION.name
+        for (program, check), (slots, total) in sorted(status.check_durations.items()):
+            inner = f'check="{label_value(check)}",'
+            cumulative = 0
+            for bound, count in zip(BUCKET_BOUNDS, slots, strict=True):
+                cumulative += count
+                out.append(f'{name}_bucket{{{inner}le="{bound}",program="{label_value(program)}"}} '
+                           f"{number(cumulative)}\n")
+            series = labels(program=program, check=check)
+            out.append(f"{name}_count{series} {number(cumulative)}\n{name}_sum{series} {number(total)}\n")
+
     def _process_trees(self, out: list[str], facts: tuple[ProgramStatus, ...]) -> None:
         roots = {f.name: f.pid for f in facts if f.pid is not None}
         usage = process_tree_usage(roots, self.proc)
@@ -280,6 +320,13 @@ class Exporter:
     def _cpu_lines(escaped: str, times: tuple[float, float]) -> str:
         return (f'{CPU.name}{{mode="user",program="{escaped}"}} {number(times[0])}\n'
                 f'{CPU.name}{{mode="system",program="{escaped}"}} {number(times[1])}\n')
+
+    def _dropped(self, out: list[str], facts: tuple[ProgramStatus, ...]) -> None:
+        """Every program (0 until a line is dropped), and removed programs that had lines dropped."""
+        counts = self.master.sink.dropped_lines()
+        out.append(HEADERS[DROPPED])
+        out.extend(f'{DROPPED.name}{{program="{label_value(name)}"}} {number(counts.get(name, 0))}\n'
+                   for name in dict.fromkeys([*(f.name for f in facts), *counts]))
 
     @staticmethod
     def _supervisor(out: list[str], status: SupervisorStatus) -> None:
