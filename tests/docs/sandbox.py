@@ -179,7 +179,7 @@ def run_commands(commands: list[dict[str, Any]], cwd: Path, env: dict[str, str],
 # example, ignores SIGHUP and takes a second to stop on SIGTERM (so a second reload finds the first one
 # running). 'spoa-agent' runs until /run/spoa-broken exists and a line arrives on /run/spoa-crash,
 # then fails at every start and waits in BACKOFF. 'haproxy' is HAProxy with its stats socket as the
-# program's runtime socket, for the '@1' examples.
+# program's runtime socket, for the '@1' examples; 'agent' names a missing executable: FATAL.
 API = """\
 import http.server, os, signal, sys, time
 
@@ -238,6 +238,8 @@ programs:
   - name: spoa-agent
     command: ["sh", "-c", "[ -e /run/spoa-broken ] && exit 1; read line < /run/spoa-crash; exit 1"]
     backoff: {{initialSeconds: 30, maxSeconds: 60}}
+  - name: agent
+    command: ["/usr/local/bin/agent-v2"]
 """
 BREAK_SPOA = "touch /run/spoa-broken && echo crash > /run/spoa-crash"
 
