@@ -20,10 +20,11 @@ import helm_python
 import jsonschema
 import pytest
 import yaml
+
 from progset_supervisor.http.metrics import FAMILIES
 
 from ..supervisor.peers import require
-from .helpers import CHART_DIR, NAMESPACE, RELEASE, by_kind, objects, render, validate_object
+from .helpers import CHART_DIR, NAMESPACE, RELEASE, REPO, by_kind, objects, render, validate_object
 
 JOB = f"{NAMESPACE}/{RELEASE}-supervisors"  # prometheus-operator's job label for the chart's PodMonitor
 POD = {"namespace": "shop", "pod": "web-0", "instance": "10.0.0.7:9127", "job": JOB}
@@ -340,3 +341,17 @@ def test_prometheus_rule_schema_check_is_strict() -> None:
     broken["spec"]["groups"][0]["rules"][0]["exprs"] = "1"
     with pytest.raises(jsonschema.ValidationError):
         validate_object(broken)
+
+
+def test_readme_alerts_values_example_renders_and_every_alert_is_documented() -> None:
+    """The README's alerts.yaml example is a valid values file, and its table names every alert."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("\n### Alerts\n"):]
+    section = section[:section.index("\n### ", 1)]
+    example = section[section.index("```yaml\n") + len("```yaml\n"):]
+    example = example[:example.index("```")]
+    values = yaml.safe_load(example)
+    spec = rule_spec(values)
+    assert alerts(spec)["ProgsetProgramNotReady"]["for"] == values["prometheusRule"]["notReady"]["for"]
+    for name, rule in alerts(rule_spec()).items():
+        assert f"| `{name}` | {rule['labels']['severity']} |" in section, name
