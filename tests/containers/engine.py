@@ -219,7 +219,20 @@ def progset_images(kinds: Sequence[str] = ("supervisor", "operator", "bundle")) 
             missing = [kind for kind, name in names.items() if not image_exists(name)]
             if missing:
                 builder.build(missing, base=base, python=python_version(base), tag=tag, prefix=PREFIX, quiet=True)
+                remove_stale_images(names)
     return names
+
+
+def remove_stale_images(current: dict[str, str]) -> None:
+    """Untag the images of earlier source states (one set per edit would fill the disk), and the
+    build stages left dangling by them. Only this module's own repositories are touched."""
+    for name in current.values():
+        repository = name.rsplit(":", 1)[0]
+        listed = run("images", "--format", "{{.Repository}}:{{.Tag}}", repository, check=False).stdout.split()
+        stale = [image for image in listed if image != name]
+        if stale:
+            run("rmi", *stale, check=False)
+    run("image", "prune", "-f", "--filter", "label=io.progset.build-stage=1", check=False)
 
 
 def build_derived(dockerfile: str, context: Path, tag_hint: str) -> str:
