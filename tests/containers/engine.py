@@ -223,16 +223,30 @@ def progset_images(kinds: Sequence[str] = ("supervisor", "operator", "bundle")) 
     return names
 
 
+STALE_AFTER = 6 * 3600  # seconds: other checkouts (worktrees, CI jobs) may be using younger ones
+
+
 def remove_stale_images(current: dict[str, str]) -> None:
-    """Untag the images of earlier source states (one set per edit would fill the disk), and the
-    build stages left dangling by them. Only this module's own repositories are touched."""
+    """Untag images of other source states once they are hours old (one set per edit would fill the
+    disk; younger ones may belong to another checkout sharing this engine, which would rebuild them),
+    and prune the build stages left dangling. Only this module's own repositories are touched."""
+    import json
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
     for name in current.values():
         repository = name.rsplit(":", 1)[0]
         listed = run("images", "--format", "{{.Repository}}:{{.Tag}}", repository, check=False).stdout.split()
-        stale = [image for image in listed if image != name]
-        if stale:
-            run("rmi", *stale, check=False)
-    run("image", "prune", "-f", "--filter", "label=io.progset.build-stage=1", check=False)
+        for image in listed:
+            if image == name:
+                continue
+            created = json.loads(run("image", "inspect", "--format", "{{json .Created}}", image, check=False).stdout
+                                 or "null")
+            # RFC 3339 with nanoseconds: the seconds are enough.
+            if created and (now - datetime.fromisoformat(created[:19] + "+00:00")).total_seconds() > STALE_AFTER:
+                run("rmi", image, check=False)
+    run("image", "prune", "-f", "--filter", "label=io.progset.build-stage=1", "--filter", f"until={STALE_AFTER}s",
+        check=False)
 
 
 def build_derived(dockerfile: str, context: Path, tag_hint: str) -> str:
