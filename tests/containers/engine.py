@@ -215,7 +215,7 @@ def progset_images(kinds: Sequence[str] = ("supervisor", "operator", "bundle")) 
     names = {kind: builder.image_name(PREFIX, kind, tag) for kind in kinds}
     missing = [kind for kind, name in names.items() if not image_exists(name)]
     if missing:
-        with locked("images"):
+        with locked(f"images-{tag}"):  # per source state: checkouts sharing the engine never wait on each other
             missing = [kind for kind, name in names.items() if not image_exists(name)]
             if missing:
                 builder.build(missing, base=base, python=python_version(base), tag=tag, prefix=PREFIX, quiet=True)
@@ -257,7 +257,7 @@ def build_derived(dockerfile: str, context: Path, tag_hint: str) -> str:
         digest.update(path.name.encode() + path.read_bytes())
     name = f"{PREFIX}{tag_hint}:{digest.hexdigest()[:12]}"
     if not image_exists(name):
-        with locked("images"):
+        with locked(name.replace("/", "_").replace(":", "_")):
             if not image_exists(name):
                 run("build", "-q", "-t", name, str(context))
     return name
