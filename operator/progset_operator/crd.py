@@ -26,6 +26,7 @@ from progset_supervisor.config.model import (
     NAME_MAX,
     NAME_RE,
     ON_RELOAD_VALUES,
+    OUTPUT_MODES,
     RESTART_POLICIES,
     UMASK_RE,
     Program,
@@ -247,6 +248,9 @@ def program_schema() -> dict[str, Any]:
             "reloadSignal": _signal_schema("Signal sent on reload when onReload is signal (default SIGHUP)."),
             "critical": {"type": "boolean", "default": _MODEL_DEFAULTS["critical"],
                          "description": "When it ends for good, the supervisor stops everything and exits."},
+            "output": {"type": "string", "enum": list(OUTPUT_MODES),
+                       "description": "How this program's output lines are written: prefixed (name | line), raw "
+                                      "(as is, HAProxy's way) or json; default: the supervisor's --output."},
             "runtimeSocket": {"type": "string", "minLength": 1, "maxLength": 4096,
                               "description": "The program's own CLI socket (HAProxy's stats socket): /path, "
                                              "unix@/path, host:port, ipv4@host:port, ipv6@[addr]:port or abns@name. "

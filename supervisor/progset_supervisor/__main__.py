@@ -10,6 +10,7 @@ import gc
 import os
 import resource
 import sys
+from collections import Counter
 from typing import Any
 
 from . import _early  # noqa: F401  (_early first: it guards start-up against reload signals)
@@ -18,6 +19,7 @@ from .config import Config, ConfigError
 from .config.haproxy_version import parse_target
 from .core.master import Master, Options
 from .core.watch import ConfigWatcher, WatchError
+from .load_notes import load_notes
 from .runtime.libc import libc
 from .runtime.log import Logger
 from .runtime.loop import Loop
@@ -77,6 +79,22 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def attach_output(master: Master, sink: OutputSink, log: Logger) -> None:
+    """From here on, program output and our own messages never block the loop (see :mod:`.runtime.output`)."""
+    def drained(stream: str, dropped: Counter[str], seconds: float) -> None:
+        parts = [f"{name}: {count}" if name else f"supervisor messages: {count}" for name, count in dropped.items()]
+        log.warning(f"Output to {stream} was blocked for {seconds:.1f}s: {sum(dropped.values())} lines were "
+                    f"dropped ({', '.join(parts)})")
+
+    def mode_of(name: str) -> str | None:
+        supervised = master.programs.get(name)
+        return supervised.program.output if supervised is not None else None
+
+    sink.mode_of = mode_of
+    sink.attach(master.loop, drained)
+    log.write = sink.write_supervisor
+
+
 def refuse_haproxy_only_flags(args: Any) -> str:
     """HAProxy flags that cannot mean anything for progset: the reason, or "" when none was given."""
     if args.daemon:
@@ -128,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     from .loading import ConfigLoader
 
     os.environ["HAPROXY_MWORKER"] = "1"  # programs inherit the supervisor's environment, as under HAProxy
-    loader = ConfigLoader(args.config, target, log)
+    loader = ConfigLoader(args.config, target, log, allow_no_programs=args.allow_no_programs)
     try:
         config = loader.load()
     except ConfigError as exc:
@@ -145,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     loop = Loop()
     options = Options(config_path=", ".join(args.config), log_lines=args.log_lines, pdeathsig=not is_pid1,
                       watch=not args.no_watch, loader=loader.load)
-    master = Master(options, loop, log, OutputSink(args.log_format), base_env=os.environ)
+    sink = OutputSink(args.log_format, mode=args.output)
+    master = Master(options, loop, log, sink, base_env=os.environ)
+    attach_output(master, sink, log)
     master.install_signals()
     if not is_pid1:
         start_guardian(master)
@@ -157,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.metrics_address != "off":
             from .http.server import start_http
             services.append(start_http(master, args.metrics_address))
+        if args.health_address != "off":
+            from .http.server import start_http
+
+            services.append(start_http(master, args.health_address, health_only=True))
     except (OSError, ValueError) as exc:
         log.alert(f"Cannot start: {exc}")
         return 1
@@ -171,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
 
         SystemdNotifier.attach(log)
     master.start(config)
+    for note in load_notes(config):
+        log.warning(note)
+    master.on_load_hooks.append(lambda loaded: [log.warning(note) for note in load_notes(loaded)])
     gc.enable()
     master.rng  # noqa: B018  (imports random now, once the programs run, not on the first crash's restart)
     watchers = start_watchers(master, args.config, config) if options.watch else []
@@ -186,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                 os.unlink(args.pidfile)
             except FileNotFoundError:
                 pass
+        log.write = None
+        sink.close()
     return master.exit_code or 0
 
 

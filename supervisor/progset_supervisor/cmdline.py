@@ -52,6 +52,14 @@ OPTIONS: tuple[Option, ...] = (
            "'off' disables it (default %(default)s)", default="0.0.0.0:9127", metavar="HOST:PORT"),
     Option(("--log-format",), "log_format", "format of program output and supervisor messages "
            "(default %(default)s)", default="text", choices=("text", "json")),
+    Option(("--health-address",), "health_address", "a second HTTP listener with only /healthz and /readyz, for "
+           "the kubelet's probes, with connections of its own (default %(default)s)", default="off",
+           metavar="HOST:PORT"),
+    Option(("--output",), "output", "how program output lines are written: 'prefixed' (name | line), 'raw' (the "
+           "line as is, HAProxy's behaviour) or 'json'; a program's own 'output' wins (default: json with "
+           "--log-format json, prefixed otherwise)", choices=("prefixed", "raw", "json")),
+    Option(("--allow-no-programs",), "allow_no_programs", "accept a configuration without programs (otherwise "
+           "refused unless it says 'programs: []')", kind=None, default=False),
     Option(("--log-lines",), "log_lines", "lines of output kept per program for 'show logs' (default %(default)s)",
            kind=int, default=1000, metavar="N"),
     Option(("--no-watch",), "no_watch", "do not reload when the config changes on disk", kind=None, default=False),

@@ -22,12 +22,20 @@ import socket
 import sys
 from pathlib import Path
 
+from . import __version__
 from .cli.protocol import split_commands
 
 DEFAULT_SOCKET = "/var/run/progset/master.sock"
 CLOSING_COMMANDS = ("quit", "reload", "hard-reload")
+LEVEL_COMMANDS = ("operator", "user")
 PROXY_ERRORS = (b"Can't find the target PID", b"Permission denied!", b"Usage: prompt", b"Too many connections",
                 b"Command line too long")
+EXAMPLES = """examples:
+  progsetctl show proc                              one command
+  progsetctl 'stop api; show programs'              several, separated by ';'
+  printf 'show info\\n' | progsetctl                 commands on standard input
+  progsetctl -S unix@/var/run/progset/master.sock   interactive: prompt, history, Tab completion
+"""
 EXIT_ERROR_ANSWER = 1
 EXIT_UNREACHABLE = 2
 
@@ -36,8 +44,15 @@ class Unreachable(Exception):
     """The socket cannot be reached or stopped answering; the message is for the user."""
 
 
+def socket_path(text: str) -> str:
+    """The path in any form the supervisor's side uses: ``PATH``, ``unix@PATH`` (``show cli sockets``,
+    ``HAPROXY_MASTER_CLI``), or a whole ``-S`` value with its ``,mode,660,...`` bind options."""
+    path = text.split(",", 1)[0]
+    return path[len("unix@"):] if path.startswith("unix@") else path
+
+
 def default_socket() -> str:
-    """``-S``, else the socket the supervisor exported to its programs, else the documented path."""
+    """The socket the supervisor exported to its programs, else the documented path."""
     for variable in ("PROGSET_MASTER_CLI", "HAPROXY_MASTER_CLI"):
         for address in os.environ.get(variable, "").split(";"):
             if address.startswith("unix@") and os.path.exists(address[5:]):
@@ -72,12 +87,8 @@ def _command_name(command: bytes) -> str:
     return words[0].decode(errors="replace") if words else ""
 
 
-def run_once(path: str, line: str, timeout: float) -> int:
-    """Run one command line; print answers (errors on stderr); 1 if any answer is an error."""
-    commands = split_commands(line.encode())
-    if not commands:
-        print("progsetctl: no command given", file=sys.stderr)
-        return EXIT_UNREACHABLE
+def exchange(path: str, commands: list[bytes], timeout: float) -> list[bytes]:
+    """Send ``commands`` on one connection; their answers, split at markers (the last may be cut short)."""
     marker = f"progsetctl-{secrets.token_hex(8)}".encode()
     end = b"[6]: " + marker + b"\n\n"
     payload = b"set severity-output number\n" + b"".join(c + b"\necho " + marker + b"\n" for c in commands)
@@ -90,7 +101,16 @@ def run_once(path: str, line: str, timeout: float) -> int:
             chunks.append(data)
     finally:
         sock.close()
-    answers = b"".join(chunks).split(end)
+    return b"".join(chunks).split(end)
+
+
+def run_once(path: str, line: str, timeout: float) -> int:
+    """Run one command line; print answers (errors on stderr); 1 if any answer is an error."""
+    commands = split_commands(line.encode())
+    if not commands:
+        print("progsetctl: no command given", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    answers = exchange(path, commands, timeout)
     status = 0
     for index, answer in enumerate(answers):
         if index >= len(commands):
@@ -138,10 +158,12 @@ class Interactive:
         self.buffer = b""
         self.prompt = "master> "
         self.marker = f"progsetctl-{secrets.token_hex(8)}".encode()
+        self.level_set = False  # 'operator'/'user' were sent in this session
 
     def _open(self) -> None:
         self.sock = connect(self.path, self.timeout)
         self.buffer = b""
+        self.level_set = False
         self._exchange(b"")
 
     def close(self) -> None:
@@ -181,19 +203,43 @@ class Interactive:
         """Run one typed line; False when the user asked to leave."""
         if self.sock is None:
             self._open()
+        names = [_command_name(c) for c in split_commands(line.encode())]
+        self.level_set = self.level_set or any(name in LEVEL_COMMANDS for name in names)
+        level_set = self.level_set
         answer, still_open = self._exchange(line.encode())
         sys.stdout.write(answer.decode(errors="replace"))
         if answer and not answer.endswith(b"\n"):
             sys.stdout.write("\n")
         sys.stdout.flush()
-        names = [_command_name(c) for c in split_commands(line.encode())]
-        return not (not still_open and "quit" in names)
+        if not still_open and "quit" in names:
+            return False
+        if not still_open and level_set:
+            self._say_new_level()
+        return True
+
+    def _say_new_level(self) -> None:
+        """The supervisor closed a session whose level was lowered (a refused ``operator``/``user``
+        closes it, as in HAProxy); the next session starts at the socket's level, which may be higher:
+        open it now and say which, instead of silently running the next command as admin."""
+        self._open()
+        answer, _ = self._exchange(b"show cli level")
+        level = answer.decode(errors="replace").strip() or "unknown"
+        print(f"progsetctl: the supervisor closed the session; a new one is open at level {level} "
+              "(the socket's level: 'operator'/'user' given before do not carry over)", file=sys.stderr, flush=True)
 
     def loop(self) -> int:
         history = _setup_readline()
+        completer = None
+        if history is not None:
+            from .ctl_complete import Completer, install
+
+            completer = Completer(lambda commands: exchange(self.path, commands, min(self.timeout, 5.0)))
+            install(completer)
         try:
             self._open()
             while True:
+                if completer is not None:
+                    completer.new_line()
                 try:
                     line = input(self.prompt)
                 except EOFError:
@@ -245,9 +291,11 @@ def _save_history(path: str | None) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="progsetctl", description="Talk to progset-supervisor's Master CLI (the HAProxy master socket protocol).",
-        epilog="Examples: progsetctl show proc | progsetctl 'stop api; show programs' | progsetctl (interactive)")
-    parser.add_argument("-S", dest="socket", metavar="SOCKET",
-                        help=f"Master CLI socket (default: from $PROGSET_MASTER_CLI, else {DEFAULT_SOCKET})")
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    parser.add_argument("-S", dest="socket", metavar="SOCKET", type=socket_path,
+                        help="Master CLI socket: PATH or unix@PATH, as -S, show cli sockets and $HAPROXY_MASTER_CLI "
+                        f"write it (default: from $PROGSET_MASTER_CLI, else {DEFAULT_SOCKET})")
+    parser.add_argument("-V", "--version", action="version", version=f"progsetctl {__version__}")
     parser.add_argument("-t", "--timeout", type=float, default=120.0, metavar="SECONDS",
                         help="how long to wait for an answer (reloads and stops can take a while; default %(default)s)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command line, e.g. show proc")

@@ -74,13 +74,15 @@ class Supervisor:
     """A ``python -m progset_supervisor`` child with its output captured line by line."""
 
     def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None,
-                 prefix: Sequence[str] = (), metrics: str = "off", pass_fds: Sequence[int] = ()) -> None:
+                 prefix: Sequence[str] = (), metrics: str = "off", pass_fds: Sequence[int] = (),
+                 python: str = sys.executable, cwd: Path | None = None) -> None:
         self.config = config
-        cmd = [*prefix, sys.executable, "-m", "progset_supervisor", "-f", str(config),
+        cmd = [*prefix, python, "-m", "progset_supervisor", "-f", str(config),
                "--metrics-address", metrics, *args]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     errors="replace", env=full_env, start_new_session=True, pass_fds=pass_fds)
+                                     errors="replace", env=full_env, start_new_session=True, pass_fds=pass_fds,
+                                     cwd=cwd)
         self.out = Lines()
         self.err = Lines()
         self._threads = [threading.Thread(target=self.out.feed, args=(self.proc.stdout,), daemon=True),

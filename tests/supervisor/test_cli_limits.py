@@ -142,9 +142,12 @@ def test_slow_reader_is_backpressured_not_buffered() -> None:
         assert sent < 20 * 1024 * 1024
         assert max(quick(sup) for _ in range(5)) < 0.5
         assert rss_kb(sup.pid) - before < 16 * 1024
+        # A client that reads nothing for longer than the timeout is dropped. (One that reads keeps its
+        # commands running, so it is making progress: it must not start reading before the deadline.)
+        time.sleep(1.5)
         slow.settimeout(5)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # the idle timeout drops a client that reads nothing
+        while time.monotonic() < deadline:
             try:
                 if not slow.recv(1 << 20):
                     break

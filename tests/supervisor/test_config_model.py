@@ -43,7 +43,7 @@ def test_to_spec_is_fully_defaulted():
 
 def test_every_field_is_read_and_normalised():
     spec = {"programs": [program(
-        command=["sleep", 10], env=[{"name": "A", "value": 1}, {"name": "B", "value": None}, {"name": "C"}],
+        command=["sleep", "10"], env=[{"name": "A", "value": "1"}, {"name": "B", "value": None}, {"name": "C"}],
         workingDir="/srv", umask="022", user=1000, group="staff", restart="always",
         backoff={"initialSeconds": 1, "maxSeconds": 8}, stopSignal="int", stopTimeoutSeconds=0,
         onReload="signal", reloadSignal=10, critical=True, dependsOn=[])],
@@ -59,9 +59,28 @@ def test_every_field_is_read_and_normalised():
     assert config.programs[0].umask == 0o22
 
 
-def test_env_may_be_a_mapping():
-    config = config_from_spec({"programs": [program(env={"A": "1", "B": "2"})]})
-    assert config.programs[0].env == (EnvVar("A", "1"), EnvVar("B", "2"))
+def test_env_mapping_is_refused_with_the_list_form():
+    """A pod spec's env is a list; a mapping here is a mix-up (issue 15.6), told with the fix."""
+    with pytest.raises(ConfigError) as caught:
+        config_from_spec({"programs": [program(env={"A": "1", "B": "2"})]})
+    assert str(caught.value) == ("spec.programs[0].env: env must be a list of {name, value} entries (as in a pod "
+                                 "spec), not a mapping; write '- {name: NAME, value: \"VALUE\"}' for each variable")
+
+
+@pytest.mark.parametrize(("field", "value", "where", "shown"), [
+    ("command", ["sleep", 10], "command[1]", "10"), ("env", [{"name": "A", "value": 8080}], "env[0].value", "8080"),
+    ("workingDir", 7, "workingDir", "7"), ("command", ["sleep", 1.5], "command[1]", "1.5")])
+def test_numbers_where_text_belongs_are_refused(field, value, where, shown):
+    """YAML turns unquoted 8080 or 010 into numbers; the API server refuses them in a pod spec, so do we."""
+    with pytest.raises(ConfigError) as caught:
+        config_from_spec({"programs": [program(**{field: value})]})
+    assert str(caught.value) == f"spec.programs[0].{where}: expected a string, got {shown}; quote it: \"{shown}\""
+
+
+def test_numeric_user_and_group_stay_numbers():
+    """user/group are int-or-string in the CRD: a numeric id is meant, not a mix-up."""
+    config = config_from_spec({"programs": [program(user=1000, group=1000)]})
+    assert (config.programs[0].user, config.programs[0].group) == ("1000", "1000")
 
 
 @pytest.mark.parametrize(("value", "mode"), [("0022", 0o22), ("022", 0o22), ("0o27", 0o27), ("7", 0o7), ("00022", 0o22),
@@ -131,8 +150,9 @@ def test_source_and_path_text():
      "spec.programs[0].stop_signal: unknown field 'stop_signal'; did you mean 'stopSignal'?"),
     ({"programs": [program(frob=1)]},
      "spec.programs[0].frob: unknown field 'frob'; known fields: backoff, command, critical, dependsOn, "
-     "dependsOnCondition, env, group, liveness, name, notify, notifyAccess, onReload, readiness, reloadSignal, "
-     "restart, runtimeSocket, startup, stopSignal, stopTimeoutSeconds, umask, user, watchdogSeconds, workingDir"),
+     "dependsOnCondition, env, group, liveness, name, notify, notifyAccess, onReload, output, readiness, "
+     "reloadSignal, restart, runtimeSocket, startup, stopSignal, stopTimeoutSeconds, umask, user, watchdogSeconds, "
+     "workingDir"),
     ({"programs": [program(name="Web")]},
      "spec.programs[0].name: invalid program name 'Web': use lower-case letters, digits and '-', starting and ending "
      "with a letter or digit, at most 63 characters (e.g. 'web')"),
@@ -312,7 +332,8 @@ def test_signal_reload_gets_its_default_signal():
 
 def test_to_spec_round_trips():
     config = config_from_spec({"programs": [program(umask="027", onReload="signal", user=0, workingDir="/",
-                                                    env={"A": "1"}), program(name="b", dependsOn=["a"])]})
+                                                    env=[{"name": "A", "value": "1"}]),
+                                            program(name="b", dependsOn=["a"])]})
     again = config_from_spec(config.to_spec())
     assert again.programs == config.programs
     assert again.hash == config.hash

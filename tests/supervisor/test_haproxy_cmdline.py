@@ -41,7 +41,7 @@ global
 
 program spoe_agent
 \tcommand sh -c "echo \\"env: $GREETING|${PROGSET_TEST_KEPT}|${PROGSET_TEST_DROPPED-gone}|$HAPROXY_MWORKER\\";\
- exec sleep 1000"
+ echo cfgfiles=\\$HAPROXY_CFGFILES; exec sleep 1000"
 """
 
 
@@ -53,6 +53,7 @@ def test_global_env_reaches_programs_and_show_env_and_reload_replays_it(tmp_path
                      env={"PROGSET_TEST_KEPT": "from-env", "PROGSET_TEST_DROPPED": "x"})
     sups.append(sup)
     sup.out.wait_for(r"^spoe_agent \| env: hello world\|from-env\|gone\|1$")
+    sup.out.wait_for(rf"^spoe_agent \| cfgfiles={config}$")  # HAProxy's HAPROXY_CFGFILES
     sup.wait_log(r"\[NOTICE\]   \(\d+\) : config : parsing \[.*haproxy.cfg:7\]: 'greeting is hello world'\.")
     from .cli_helpers import exchange
 

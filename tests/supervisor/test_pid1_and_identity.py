@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -141,14 +143,58 @@ def test_user_and_group_by_name_and_number(started) -> None:  # type: ignore[no-
     shutil.rmtree(work)
 
 
+AS_NOBODY = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"]
+
+
+def closed_ancestor(path: str) -> str | None:
+    """The first directory above ``path`` that other users cannot enter, if any."""
+    for parent in reversed(Path(path).parents):
+        if not parent.stat().st_mode & 0o001:
+            return str(parent)
+    return None
+
+
+def runtime_for_nobody(work: Path) -> tuple[str, dict[str, str]]:
+    """An interpreter and PYTHONPATH from which ``nobody`` can run the supervisor.
+
+    The clone, its ``.venv`` and the venv's site-packages may live in a directory only their owner
+    can enter (``/root``, any ``mktemp -d``): ``nobody`` could not import anything from there. So the
+    package and PyYAML are copied into ``work`` (world-readable) and run by the base interpreter the
+    venv was made from, which is normally in ``/usr/bin``. If that interpreter itself is out of reach
+    (a pyenv under a private home), only this test is skipped, naming the directory.
+    """
+    import yaml
+
+    import progset_supervisor
+
+    python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    closed = closed_ancestor(python)
+    if closed is not None and os.geteuid() == 0:
+        probe = subprocess.run([*AS_NOBODY, python, "-c", "pass"], capture_output=True, cwd=work)
+        if probe.returncode != 0:
+            pytest.skip(f"user nobody cannot run the Python interpreter {python}: {closed} is closed to other "
+                        f"users (mode {Path(closed).stat().st_mode & 0o777:o}); use a venv made from a "
+                        "system Python such as /usr/bin/python3")
+    site = work / "site"
+    for module in (progset_supervisor, yaml):
+        package = Path(module.__file__).parent
+        shutil.copytree(package, site / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+    for root, dirs, files in os.walk(site):
+        for name in [*dirs, *files]:
+            Path(root, name).chmod(0o755 if name in dirs else 0o644)
+    site.chmod(0o755)
+    return python, {"PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
+
+
 def test_non_root_supervisor_reports_that_it_cannot_switch_user(started) -> None:  # type: ignore[no-untyped-def]
     need_root()
     require("setpriv", "util-linux")
     work = world_readable_dir()
+    python, env = runtime_for_nobody(work)
     config = write_config(work, "programs:\n"
                           + identity_probe(work / "self.json", "self", "    user: nobody\n")
                           + identity_probe(work / "root.json", "root", "    user: root\n"))
-    sup = Supervisor(config, prefix=["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+    sup = Supervisor(config, prefix=AS_NOBODY, python=python, env=env, cwd=work)
     started.append(sup)
     sup.wait_log(r"Program 'root' cannot start: cannot switch to user 'root': the supervisor runs as uid 65534, "
                  r"not root; remove user/group from the program or run the supervisor as root")

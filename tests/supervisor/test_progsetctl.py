@@ -158,3 +158,54 @@ def test_interactive_session_with_history(sup: CliSupervisor, tmp_path: Path) ->
     term.expect(b"master> ")
     os.write(term.fd, b"\x04")  # Ctrl-D leaves
     assert term.wait() == 0
+
+
+@pytest.mark.parametrize("form", ["unix@{}", "{}", "{},mode,660,level,admin", "unix@{},level,admin"])
+def test_socket_in_every_form_the_supervisor_writes(sup: CliSupervisor, form: str) -> None:
+    result = ctl("-S", form.format(sup.sock), "show", "cli", "level")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "admin\n", "")
+
+
+def test_version_and_help() -> None:
+    result = ctl("--version")
+    assert (result.returncode, result.stdout) == (0, f"progsetctl {__version__}\n")
+    result = ctl("--help")
+    examples = result.stdout.split("examples:\n", 1)[1].splitlines()
+    assert [line.split()[:2] for line in examples[:2]] == [["progsetctl", "show"], ["progsetctl", "'stop"]]
+    assert " | progsetctl" not in result.stdout.replace("printf 'show info\\n' | progsetctl", "")
+
+
+def test_interactive_says_which_level_a_reopened_session_has(sup: CliSupervisor, tmp_path: Path) -> None:
+    term = Pty("-S", sup.sock, env={"PROGSETCTL_HISTORY": str(tmp_path / "h"), "TERM": "dumb"})
+    term.expect(b"master> ")
+    term.type("user")
+    term.expect(b"master> ")
+    term.type("operator")  # raising the level is refused and HAProxy closes the session
+    screen = term.expect(b"master> ")
+    assert b"Permission denied!" in screen
+    assert (b"progsetctl: the supervisor closed the session; a new one is open at level admin (the socket's "
+            b"level: 'operator'/'user' given before do not carry over)") in screen
+    term.type("show cli level")
+    assert term.expect(b"master> ").endswith(b"admin\r\n\r\nmaster> ")
+    term.type("quit")
+    assert term.wait() == 0
+
+
+def test_tab_completes_commands_program_names_and_signals(sup: CliSupervisor, tmp_path: Path) -> None:
+    term = Pty("-S", sup.sock, env={"PROGSETCTL_HISTORY": str(tmp_path / "h"), "TERM": "dumb"})
+    term.expect(b"master> ")
+    os.write(term.fd, b"sig\t")
+    term.expect(b"signal ")
+    os.write(term.fd, b"al\t")  # program names come from the supervisor's 'show programs'
+    term.expect(b"alpha ")
+    os.write(term.fd, b"SIGCON\t")  # SIGCONT: harmless to the shared sleepers
+    term.expect(b"SIGCONT ")
+    os.write(term.fd, b"\r")
+    assert b"Sent SIGCONT to program 'alpha'" in term.expect(b"master> ")
+    os.write(term.fd, b"show star\t")  # several words
+    term.expect(b"startup-logs ")
+    os.write(term.fd, b"\x15")  # Ctrl-U clears the line
+    os.write(term.fd, b"show logs be\t")
+    term.expect(b"beta ")
+    os.write(term.fd, b"\x15quit\r")
+    assert term.wait() == 0

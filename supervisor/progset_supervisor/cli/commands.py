@@ -103,14 +103,30 @@ def _show_version(ctx: Context, args: list[str]) -> Reply:
     return Reply.info(ctx.master.version + "\n")  # a message (cli_msg LOG_INFO), as in HAProxy 3.x
 
 
+# What ``show env`` shows below admin level: in a pod, the environment holds Secrets injected as
+# variables, and the ``operator`` socket is shared with every container of the pod. Names are always
+# shown; values only for these (the supervisor's own and the usual non-secret ones).
+PUBLIC_ENV = frozenset({"PATH", "HOME", "HOSTNAME", "LANG", "LANGUAGE", "TZ", "PWD", "SHLVL", "TERM", "USER",
+                        "LOGNAME", "SHELL"})
+PUBLIC_ENV_PREFIXES = ("HAPROXY_", "PROGSET_", "LC_")
+REDACTED = "<redacted: admin level only>"
+
+
+def env_value(level: Level, name: str, value: str) -> str:
+    """``value`` as ``show env`` may show it at ``level`` (see :data:`PUBLIC_ENV`)."""
+    if level >= Level.ADMIN or name in PUBLIC_ENV or name.startswith(PUBLIC_ENV_PREFIXES):
+        return value
+    return REDACTED
+
+
 def _show_env(ctx: Context, args: list[str]) -> Reply:
     env = ctx.master.base_env
     if len(args) > 2:
         name = args[2]
         if name not in env:
             return Reply.error("Variable not found\n")
-        return Reply.dump(f"{name}={env[name]}\n")
-    return Reply.dump("".join(f"{key}={value}\n" for key, value in env.items()))
+        return Reply.dump(f"{name}={env_value(ctx.level, name, env[name])}\n")
+    return Reply.dump("".join(f"{key}={env_value(ctx.level, key, value)}\n" for key, value in env.items()))
 
 
 def _show_proc(ctx: Context, args: list[str]) -> Reply:

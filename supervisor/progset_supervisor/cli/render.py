@@ -115,7 +115,8 @@ def show_programs(master: Master, now: float | None = None) -> str:
                      program.last_exit.short().replace(" ", "=") if program.last_exit else UNKNOWN,
                      _seconds(program.backoff_seconds) if program.state is State.BACKOFF else UNKNOWN,
                      program.on_reload, program.last_check, program.reason.replace("\n", " ") or UNKNOWN))
-    widths = [max(len(PROGRAM_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows))
+    # ``max(header, *())`` with no programs is ``max(int)``: a TypeError that emptied the answer.
+    widths = [max([len(PROGRAM_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows)])
               for i in range(len(PROGRAM_COLUMNS))]
     header = "#" + PROGRAM_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
         title.ljust(widths[i]) for i, title in enumerate(PROGRAM_COLUMNS) if i > 0)

@@ -1,9 +1,12 @@
 """Master CLI listeners: accept clients on every ``-S`` socket, enforce the connection limit.
 
 HAProxy's master proxy allows 10 connections and never times them out, so a few stuck clients lock
-everybody out (a known outage cause). Here the limit is configurable (``--cli-maxconn``, default 100),
-idle clients are closed after ``--cli-timeout`` seconds, and a client over the limit is told so and
-closed at once instead of hanging in the listen backlog.
+everybody out (a known outage cause). Here the limit is per socket (``--cli-maxconn``, default 100,
+or ``maxconn`` in the ``-S`` spec), so a flood of one socket (a ``user``-level one open to every
+container) never locks out another (the ``admin`` one); a client that neither completes a command
+nor reads its answer within ``--cli-timeout`` seconds is closed (trickling bytes does not count as
+progress); and a client over the limit is told so and closed at once instead of hanging in the
+listen backlog.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ EMFILE_PAUSE = 0.5
 class Listener:
     """One bound Master CLI socket and what accepts on it."""
 
-    __slots__ = ("acceptor", "inode", "sock", "spec")
+    __slots__ = ("acceptor", "inode", "sessions", "sock", "spec")
 
     def __init__(self, spec: SocketSpec, sock: socket.socket, inode: int) -> None:
         self.spec = spec
         self.sock = sock
         self.inode = inode
         self.acceptor: Acceptor | None = None
+        self.sessions = 0  # open clients of this socket, against its own limit
 
 
 class CliServer:
@@ -47,6 +51,7 @@ class CliServer:
         self.maxconn = maxconn
         self.idle_timeout = idle_timeout
         self.sessions: set[Session] = set()
+        self._listener_of: dict[Session, Listener] = {}  # for each client, the socket whose limit it counts in
         self.listeners: list[Listener] = []
         self.sweep_interval = min(1.0, max(0.05, idle_timeout / 4))
         self._sweep_timer: Timer | None = None
@@ -56,7 +61,7 @@ class CliServer:
                 listener = Listener(spec, sock, inode)
                 self.listeners.append(listener)
                 listener.acceptor = Acceptor(
-                    master.loop, sock, lambda conn, spec=spec: self._new_client(conn, spec),
+                    master.loop, sock, lambda conn, listener=listener: self._new_client(conn, listener),
                     lambda exc, pause, spec=spec: self._paused(spec, exc, pause), batch=ACCEPT_BATCH,
                     pause=EMFILE_PAUSE)
         except BaseException:
@@ -71,12 +76,19 @@ class CliServer:
         """``HAPROXY_MASTER_CLI``'s value: listeners in reverse order of the ``-S`` flags, as HAProxy lists them."""
         return ";".join(spec.address for spec in reversed(self.specs))
 
-    def _new_client(self, conn: socket.socket, spec: SocketSpec) -> None:
+    def limit(self, spec: SocketSpec) -> int:
+        return spec.maxconn if spec.maxconn is not None else self.maxconn
+
+    def _new_client(self, conn: socket.socket, listener: Listener) -> None:
         try:
-            if len(self.sessions) >= self.maxconn:
-                self._reject(conn)
+            limit = self.limit(listener.spec)
+            if listener.sessions >= limit:
+                self._reject(conn, limit)
                 return
-            self.sessions.add(Session(self, conn, spec))
+            session = Session(self, conn, listener.spec)
+            listener.sessions += 1
+            self.sessions.add(session)
+            self._listener_of[session] = listener
             self._arm_sweep()
         except Exception as exc:  # never let one connection take the loop down
             self.master.log.alert(f"Master CLI: cannot serve a new connection: {exc}")
@@ -102,9 +114,9 @@ class CliServer:
         self.master.log.warning(f"Master CLI: cannot accept on {spec.address}: {exc.strerror}; "
                                 f"pausing for {pause}s")
 
-    def _reject(self, conn: socket.socket) -> None:
+    def _reject(self, conn: socket.socket, limit: int) -> None:
         try:
-            conn.send(f"Too many connections to the master CLI (limit {self.maxconn}); try again later.\n"
+            conn.send(f"Too many connections to the master CLI (limit {limit}); try again later.\n"
                       .encode())
         except OSError:
             pass
@@ -112,6 +124,9 @@ class CliServer:
 
     def forget(self, session: Session) -> None:
         self.sessions.discard(session)
+        listener = self._listener_of.pop(session, None)
+        if listener is not None:
+            listener.sessions -= 1
 
     def close(self) -> None:
         """Stop listening, remove our socket files, disconnect every client."""

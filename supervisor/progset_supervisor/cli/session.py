@@ -102,6 +102,9 @@ class Session:
         self.route = WorkerRoute(self)  # '@1', '@!<pid>', '@@1': workers behind the master (forward.py)
         self.early_reply: Reply | None = None
         self.scheduled = False
+        # Progress, not traffic: a command arriving complete or an answer fully delivered (running the
+        # backlog of commands a client sent long ago is not new progress). A byte trickled in
+        # (or read out) every second used to reset this forever and held a connection slot for good.
         self.last_activity = self.loop.time()
         self._set_reading(True)
 
@@ -127,7 +130,8 @@ class Session:
             self.read_closed = True
             self._set_reading(False)
         else:
-            self.last_activity = self.loop.time()
+            if b"\n" in data or b";" in data:
+                self.last_activity = self.loop.time()  # a command arrived complete: progress
             self.inbuf += data
             if len(self.inbuf) >= INPUT_BACKLOG:
                 self._set_reading(False)
@@ -367,7 +371,8 @@ class Session:
             if sent <= 0:
                 break
             del self.outbuf[:sent]
-            self.last_activity = self.loop.time()
+            if not self.outbuf:
+                self.last_activity = self.loop.time()
         if self.outbuf:
             if not self.writing:
                 self.loop.add_writer(self.fd, self._on_writable)
@@ -389,9 +394,11 @@ class Session:
 
     # -- lifetime ---------------------------------------------------------------------------------
     def check_idle(self, now: float) -> None:
-        """Called by the server's sweep: close a client that neither sent nor read for the idle timeout.
+        """Called by the server's sweep: close a client that made no progress for the timeout.
 
-        A client waiting for its own ``stop``/``reload`` answer is not idle. (One sweep timer for all
+        Progress is a complete command or a fully read answer, so the timeout is a total deadline
+        for each line and each answer, whatever trickles meanwhile. A client waiting for its own
+        ``stop``/``reload`` answer is not idle. (One sweep timer for all
         clients rather than a timer each: a connect/close flood must not pile up timers.)
         """
         if not self.closed and not self.pending and now - self.last_activity >= self.server.idle_timeout:

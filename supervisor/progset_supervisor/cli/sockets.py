@@ -1,11 +1,14 @@
 """``-S`` socket specs and binding them safely.
 
-``-S PATH[,mode,OCTAL][,uid,N][,gid,N][,user,NAME][,group,NAME][,level,user|operator|admin]`` follows
-HAProxy's syntax (bind options with commas instead of spaces), so an existing pod spec keeps working.
+``-S PATH[,mode,OCTAL][,uid,N][,gid,N][,user,NAME][,group,NAME][,level,user|operator|admin][,maxconn,N]``
+follows HAProxy's syntax (bind options with commas instead of spaces), so an existing pod spec keeps
+working. ``maxconn`` is the socket's own connection limit: clients of a ``user``-level socket can never
+use up the connections of the ``admin`` one.
 
-Binding goes through a temporary name in the same directory that is chmod/chown-ed *before* it is
-renamed into place: there is never a moment where the final path accepts connections with the wrong
-permissions, and a stale socket left by a killed supervisor is replaced atomically. A path that still
+Binding goes through a private temporary directory where the socket is born with its mode and gets
+its owner *before* it is renamed into place (see :func:`bind`): there is never a moment where the final
+path accepts connections with the wrong permissions, no step follows a name another user could swap,
+and a stale socket left by a killed supervisor is replaced atomically. A path that still
 answers connections belongs to a live process and is refused rather than stolen.
 """
 
@@ -23,7 +26,7 @@ from .levels import Level, parse_level
 
 DEFAULT_MODE = 0o660
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the NUL
-OPTIONS = ("mode", "uid", "gid", "user", "group", "level")
+OPTIONS = ("mode", "uid", "gid", "user", "group", "level", "maxconn")
 
 
 class SocketSpec(NamedTuple):
@@ -32,6 +35,7 @@ class SocketSpec(NamedTuple):
     uid: int | None = None
     gid: int | None = None
     level: Level = Level.ADMIN
+    maxconn: int | None = None  # this socket's own connection limit; None: --cli-maxconn
 
     @property
     def address(self) -> str:
@@ -72,6 +76,13 @@ def parse_spec(text: str) -> SocketSpec:
             values["mode"] = mode
         elif option in ("uid", "gid"):
             values[option] = _int(option, value)
+        elif option == "maxconn":
+            try:
+                values["maxconn"] = _int(option, value)
+            except ValueError as exc:
+                raise ValueError(f"-S '{text}': {exc}") from None
+            if values["maxconn"] == 0:
+                raise ValueError(f"-S '{text}': 'maxconn' must be at least 1")
         elif option == "user":
             try:
                 values["uid"] = pwd.getpwnam(value).pw_uid
@@ -123,42 +134,72 @@ def _check_existing(path: str) -> None:
 
 
 def bind(spec: SocketSpec, backlog: int = 1024) -> tuple[socket.socket, int]:
-    """Create the listening socket for ``spec``; returns it with the inode, to unlink only our own file."""
+    """Create the listening socket for ``spec``; returns it with the inode, to unlink only our own file.
+
+    No step follows a name someone else could swap for a symlink: the socket is bound in a private
+    directory (``mkdtemp``: mode 0700, ours), born with its mode (the umask during ``bind``, so no
+    ``chmod`` at all), ``lchown``-ed there, then renamed into place. Before, the temporary name was
+    ``PATH.<pid>.tmp`` in the shared directory and was ``chmod``/``chown``-ed by name, so whoever could
+    write to that directory could point the name at another file between ``bind`` and ``chown``.
+    """
     parent = os.path.dirname(os.path.abspath(spec.path))
     os.makedirs(parent, exist_ok=True)
-    _check_existing(spec.path)
-    temporary = f"{spec.path}.{os.getpid()}.tmp"
-    direct = len(os.fsencode(temporary)) > UNIX_PATH_MAX
     if len(os.fsencode(spec.path)) > UNIX_PATH_MAX:
         raise OSError(f"Master CLI socket path {spec.path} is too long for a Unix socket "
                       f"(at most {UNIX_PATH_MAX} bytes)")
-    target = spec.path if direct else temporary
+    _check_existing(spec.path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    private: str | None = None
     try:
-        if direct:
-            _unlink_quietly(spec.path)
-        else:
-            _unlink_quietly(temporary)
-        sock.bind(target)
-        os.chmod(target, spec.mode)
+        private = _private_directory(parent)
+        target = os.path.join(private, "s")
+        if len(os.fsencode(target)) > UNIX_PATH_MAX:  # no room for the detour: bind the final name
+            os.rmdir(private)
+            private = None
+            target = spec.path
+            _unlink_quietly(target)
+        old_umask = os.umask(0o777 & ~spec.mode)
+        try:
+            sock.bind(target)
+        finally:
+            os.umask(old_umask)
         if spec.uid is not None or spec.gid is not None:
-            os.chown(target, -1 if spec.uid is None else spec.uid, -1 if spec.gid is None else spec.gid)
+            os.chown(target, -1 if spec.uid is None else spec.uid, -1 if spec.gid is None else spec.gid,
+                     follow_symlinks=False)
         sock.listen(backlog)
-        if not direct:
-            os.rename(temporary, spec.path)
-        inode = os.stat(spec.path).st_ino
+        if private is not None:
+            os.rename(target, spec.path)
+        inode = os.lstat(spec.path).st_ino
     except OSError as exc:
         sock.close()
-        if not direct:
-            _unlink_quietly(temporary)
         if exc.errno == errno.EPERM and (spec.uid is not None or spec.gid is not None):
             raise OSError(f"Master CLI socket {spec.path}: cannot change owner to uid {spec.uid}, gid {spec.gid} "
                           "(needs root or CAP_CHOWN)") from None
         if exc.strerror:
             raise OSError(f"Master CLI socket {spec.path}: {exc.strerror}") from None
         raise
+    finally:
+        if private is not None:
+            _unlink_quietly(os.path.join(private, "s"))
+            try:
+                os.rmdir(private)
+            except OSError:
+                pass
     sock.setblocking(False)
     return sock, inode
+
+
+def _private_directory(parent: str) -> str:
+    """A new directory only we can enter (``tempfile.mkdtemp``'s guarantee without importing tempfile,
+    which pulls in ``random`` and ``shutil`` before the first program starts)."""
+    for _ in range(100):
+        path = os.path.join(parent, f".progset-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.mkdir(path, 0o700)  # fails on any existing name, symlinks included
+        except FileExistsError:
+            continue
+        return path
+    raise OSError(errno.EEXIST, "cannot create a private temporary directory")
 
 
 def _unlink_quietly(path: str) -> None:

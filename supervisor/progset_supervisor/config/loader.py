@@ -10,6 +10,7 @@ the first file is seen by the next ones. Programs are merged; the same program n
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,13 @@ def _read(path: str, read: list[tuple[str, bytes]]) -> str:
         raise ConfigError(Problem(path, f"not UTF-8 text (byte {exc.start}); is this the right file?")) from None
     except OSError as exc:
         raise ConfigError(Problem(path, f"cannot read: {exc.strerror}")) from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        # C strings (and HAProxy's parser) end at a NUL: the rest of the line was silently cut off.
+        line = data.count(b"\n", 0, nul) + 1
+        column = nul - (data.rfind(b"\n", 0, nul) + 1) + 1
+        raise ConfigError(Problem(f"{path}:{line}", f"NUL character at column {column}; a config is text, "
+                                  "and everything after the NUL would be lost"))
     read.append((path, data))
     return text
 
@@ -63,25 +71,82 @@ def fingerprint(files: Iterable[tuple[str, bytes]]) -> bytes:
     return b"\0".join(part for name, data in files for part in (os.fsencode(os.path.basename(name)), data))
 
 
-def config_files(directory: str) -> list[str]:
-    """Visible ``*.cfg``, ``*.yaml``, ``*.yml``, ``*.json`` files, sorted; hidden entries (``..data``,
-    ``..2026_...``) skipped, and other files too (HAProxy skips a ``conf.d/README.conf`` as well)."""
+def _not_a_file(path: str) -> str | None:
+    """Why ``path`` cannot be read as a config file (None: it is a regular file, maybe via a symlink).
+
+    Checked without opening it: opening a FIFO would block the loop until a writer comes.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"broken symbolic link (to {os.readlink(path)!r} that does not exist)"
+        return "vanished while the directory was read"
+    except OSError as exc:
+        return f"cannot inspect: {exc.strerror}"
+    if stat.S_ISREG(info.st_mode):
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        return "a subdirectory (subdirectories are not read)"
+    kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+    return f"{kind}, not a regular file"
+
+
+def scan_directory(directory: str) -> tuple[list[str], list[str]]:
+    """Config files of ``directory`` (visible ``*.cfg``, ``*.yaml``, ``*.yml``, ``*.json``, sorted) and notes
+    on entries skipped.
+
+    Hidden entries (the kubelet's ``..data``, ``..2026_...``) and regular files of other extensions (a
+    README, HAProxy skips a ``conf.d/README.conf`` as well) are skipped silently. A broken symlink, FIFO
+    or subdirectory is skipped with a note (a warning in the log) when its name has another extension,
+    and is an error when its name says it is a config file: ``api.yaml`` that cannot be read must not
+    mean "no programs from api.yaml".
+    """
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
         raise ConfigError(Problem(directory, f"cannot list directory: {exc.strerror}")) from None
-    return [os.path.join(directory, n) for n in names
-            if not n.startswith(".") and n.endswith(DIRECTORY_SUFFIXES)
-            and os.path.isfile(os.path.join(directory, n))]
+    files: list[str] = []
+    notes: list[str] = []
+    problems: list[Problem] = []
+    for name in names:
+        if name.startswith("."):
+            continue
+        path = os.path.join(directory, name)
+        why = _not_a_file(path)
+        if name.endswith(DIRECTORY_SUFFIXES):
+            if why is None:
+                files.append(path)
+            else:
+                problems.append(Problem(path, f"cannot be read as a config file: {why}"))
+        elif why is not None:
+            notes.append(f"{path}: skipped: {why}")
+    if problems:
+        raise ConfigError(problems)
+    return files, notes
 
 
-def load_path(path: str | os.PathLike[str]) -> Config:
+def config_files(directory: str) -> list[str]:
+    """The config files :func:`scan_directory` finds (errors for unreadable ones included)."""
+    return scan_directory(directory)[0]
+
+
+NO_PROGRAMS = ("the configuration defines no programs (an empty or comment-only file, 'programs:' with nothing "
+               "under it, or HAProxy syntax without a 'program' section?); refused, so that a ConfigMap emptied "
+               "by mistake cannot stop every program. Write 'programs: []' to run none on purpose, or start "
+               "the supervisor with --allow-no-programs")
+
+
+def load_path(path: str | os.PathLike[str], *, allow_no_programs: bool = False) -> Config:
     """Load one ``-f``: a file, or every config file of a directory merged in name order."""
-    return load_paths([os.fspath(path)])
+    return load_paths([os.fspath(path)], allow_no_programs=allow_no_programs)
 
 
-def expand_paths(paths: Sequence[str]) -> list[str]:
-    """The files ``-f`` names, in HAProxy's order: each ``-f`` in turn, a directory's files in name order."""
+def expand_paths(paths: Sequence[str], notes: list[str] | None = None) -> list[str]:
+    """The files ``-f`` names, in HAProxy's order: each ``-f`` in turn, a directory's files in name order.
+
+    What a directory holds that is skipped with a note (see :func:`scan_directory`) goes to ``notes``.
+    """
     files: list[str] = []
     problems: list[Problem] = []
     for target in paths:
@@ -89,7 +154,9 @@ def expand_paths(paths: Sequence[str]) -> list[str]:
             problems.append(Problem(target, "no such file or directory"))
         elif os.path.isdir(target):
             try:
-                found = config_files(target)
+                found, skipped = scan_directory(target)
+                if notes is not None:
+                    notes.extend(skipped)
             except ConfigError as exc:
                 problems.extend(exc.problems)
                 continue
@@ -104,10 +171,15 @@ def expand_paths(paths: Sequence[str]) -> list[str]:
 
 
 def load_paths(paths: Sequence[str], *, environ: Mapping[str, str] | None = None,
-               target: HAProxyTarget | None = None) -> Config:
+               target: HAProxyTarget | None = None, allow_no_programs: bool = False) -> Config:
     """Load every ``-f`` as one configuration (see the module docstring); ``environ`` and ``target`` go
-    to the HAProxy-syntax loader (``"${VAR}"``, ``.if``)."""
-    files = expand_paths(paths)
+    to the HAProxy-syntax loader (``"${VAR}"``, ``.if``).
+
+    A result without programs is an error unless a file says ``programs: []`` or ``allow_no_programs``
+    (``--allow-no-programs``) is given: see :data:`NO_PROGRAMS`.
+    """
+    notes: list[str] = []
+    files = expand_paths(paths, notes)
     read: list[tuple[str, bytes]] = []
     texts: list[tuple[str, str]] = []
     problems: list[Problem] = []
@@ -140,7 +212,10 @@ def load_paths(paths: Sequence[str], *, environ: Mapping[str, str] | None = None
     config = configs[0] if len(configs) == 1 else merge_configs(configs, ", ".join(paths))
     if haproxy_config is not None and len(configs) > 1:
         config.messages, config.env_ops = haproxy_config.messages, haproxy_config.env_ops
+    if not config.programs and not allow_no_programs and not any(c.no_programs_ok for c in configs):
+        raise ConfigError(Problem(", ".join(paths), NO_PROGRAMS))
     config.fingerprint = fingerprint(read)
+    config.notes = notes
     return config
 
 

@@ -110,8 +110,10 @@ def _config_from(docs: list[Document], filename: str, check_references: bool) ->
     data = doc.data
     kind = _kind_of(data)
     if kind == "bare":
-        return config_from_spec(data, _locator(filename, doc, ()), origin=filename,
-                                check_references=check_references)
+        config = config_from_spec(data, _locator(filename, doc, ()), origin=filename,
+                                  check_references=check_references)
+        config.no_programs_ok = _says_no_programs(data)
+        return config
     api = data.get("apiVersion")
     if api != API_VERSION:
         raise ConfigError(Problem(doc.where(filename, ("apiVersion",)),
@@ -126,6 +128,7 @@ def _config_from(docs: list[Document], filename: str, check_references: bool) ->
                     generation=generation if isinstance(generation, int) else 0)
     config = config_from_spec(data["spec"], _locator(filename, doc, ("spec",)), origin=filename, source=source,
                               check_references=check_references)
+    config.no_programs_ok = _says_no_programs(data["spec"])
     if kind == RENDERED_KIND:
         stated = data.get("hash")
         if stated is not None and stated != spec_hash(data["spec"]):
@@ -133,6 +136,11 @@ def _config_from(docs: list[Document], filename: str, check_references: bool) ->
                                       f"content hash {stated} does not match the spec; the rendered file was "
                                       "edited or truncated: re-render it with progset-operator"))
     return config
+
+
+def _says_no_programs(spec: object) -> bool:
+    """``programs: []`` written out: no programs on purpose (``programs:`` alone is null, not this)."""
+    return isinstance(spec, Mapping) and isinstance(spec.get("programs"), list) and not spec["programs"]
 
 
 def render_document(config: Config, source: Source | None = None) -> str:

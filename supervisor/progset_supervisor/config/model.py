@@ -53,8 +53,9 @@ PROGRAM_KEYS = frozenset({
     "name", "command", "env", "workingDir", "umask", "user", "group", "restart", "backoff",
     "stopSignal", "stopTimeoutSeconds", "onReload", "reloadSignal", "critical", "dependsOn",
     "dependsOnCondition", "readiness", "liveness", "startup", "notify", "notifyAccess", "watchdogSeconds",
-    "runtimeSocket",
+    "runtimeSocket", "output",
 })
+OUTPUT_MODES: tuple[str, ...] = ("prefixed", "raw", "json")
 BACKOFF_KEYS = frozenset({"initialSeconds", "maxSeconds", "resetAfterSeconds"})
 SPEC_KEYS = frozenset({"programs", "readyPrograms", "configMapName"})
 
@@ -117,6 +118,7 @@ class Program(NamedTuple):
     reload_signal: str | None = None
     critical: bool = False
     depends_on: tuple[str, ...] = ()
+    output: str | None = None  # "prefixed", "raw" or "json"; None: the supervisor's --output
     # Health (see ``probes``): checks run by the supervisor, and sd_notify readiness the program reports.
     depends_on_condition: tuple[tuple[str, str], ...] = ()  # (dependency, "started"|"ready"), explicit ones
     readiness: Probe | None = None
@@ -190,6 +192,8 @@ class Program(NamedTuple):
             spec["group"] = self.group
         if self.on_reload == "signal":
             spec["reloadSignal"] = self.effective_reload_signal
+        if self.output is not None:
+            spec["output"] = self.output
         # The health fields are written only when set, so configs without them keep their hash.
         if self.depends_on_condition:
             spec["dependsOnCondition"] = dict(self.depends_on_condition)
@@ -223,7 +227,8 @@ NO_SOURCE = Source()
 class Config:
     """A validated configuration: programs in order plus supervisor-wide settings."""
 
-    __slots__ = ("_hash", "config_map_name", "env_ops", "fingerprint", "messages", "origin", "programs",
+    __slots__ = ("_hash", "config_map_name", "env_ops", "fingerprint", "messages", "no_programs_ok", "notes", "origin",
+                 "programs",
                  "ready_programs", "source")
 
     def __init__(self, programs: tuple[Program, ...] = (), ready_programs: tuple[str, ...] | None = None,
@@ -235,6 +240,10 @@ class Config:
         self.origin = origin
         # What ``load_path`` read to make this config (``loader.fingerprint``); empty otherwise.
         self.fingerprint = b""
+        # The document says ``programs: []`` in so many words: no programs is meant, not a mistake
+        # (an emptied ConfigMap, a comment-only file); see ``loader.load_path``.
+        self.no_programs_ok = False
+        self.notes: list[str] = []  # what loading skipped and the log should say (``loader.scan_directory``)
         # HAProxy syntax only: the .notice/.warning/.diag messages of the load (``haproxy.Message``), and
         # global's setenv/presetenv/resetenv/unsetenv in order (``environment.apply_env_ops``).
         self.messages: tuple[Any, ...] = ()
@@ -344,9 +353,14 @@ class _Checker:
             return None
         return float(value)
 
-    def string(self, value: object, path: Path, *, empty_ok: bool = False) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            hint = f"; quote it: \"{value}\"" if isinstance(value, float) else ""
+    def string(self, value: object, path: Path, *, empty_ok: bool = False, numeric_ok: bool = False) -> str | None:
+        """A string; an int only where a numeric id is meant (``numeric_ok``: user, group), as the CRD says.
+
+        Elsewhere ``8080`` for an env value or an argument is refused, as the API server refuses it
+        in a pod spec: YAML turned what looked like text into a number (``010`` is 8, ``1e3`` 1000.0).
+        """
+        if isinstance(value, bool) or not isinstance(value, str | int) or (isinstance(value, int) and not numeric_ok):
+            hint = f"; quote it: \"{value}\"" if isinstance(value, int | float) and not isinstance(value, bool) else ""
             self.fail(path, f"expected a string, got {value!r}{hint}")
             return None
         text = str(value)
@@ -461,8 +475,9 @@ def _program_from_spec(raw: object, path: Path, check: _Checker, haproxy_names: 
     if raw_env is None:
         raw_env = []
     if isinstance(raw_env, Mapping):
-        raw_env = [{"name": k, "value": v} for k, v in raw_env.items()]
-    if not isinstance(raw_env, Sequence) or isinstance(raw_env, str):
+        check.fail((*path, "env"), "env must be a list of {name, value} entries (as in a pod spec), not a "
+                   "mapping; write '- {name: NAME, value: \"VALUE\"}' for each variable")
+    elif not isinstance(raw_env, Sequence) or isinstance(raw_env, str):
         check.fail((*path, "env"), "env must be a list of {name, value}")
     else:
         seen_env: set[str] = set()
@@ -496,7 +511,7 @@ def _program_from_spec(raw: object, path: Path, check: _Checker, haproxy_names: 
     ids: dict[str, str | None] = {}
     for key in ("user", "group"):
         value = raw.get(key)
-        ids[key] = None if value is None else check.string(value, (*path, key))
+        ids[key] = None if value is None else check.string(value, (*path, key), numeric_ok=True)
         if ids[key] is not None and ids[key].isdigit() and int(ids[key]) > MAX_ID:  # type: ignore[union-attr]
             check.fail((*path, key), f"numeric {key} id must be at most {MAX_ID}, got {ids[key]}")
             ids[key] = None
@@ -548,6 +563,9 @@ def _program_from_spec(raw: object, path: Path, check: _Checker, haproxy_names: 
             else:
                 depends.append(dep)
 
+    output = raw.get("output")
+    if output is not None:
+        output = check.choice(output, (*path, "output"), OUTPUT_MODES)
     health = _health_from_spec(raw, path, check, depends)
     runtime_socket = raw.get("runtimeSocket")
     if runtime_socket is not None:
@@ -576,6 +594,7 @@ def _program_from_spec(raw: object, path: Path, check: _Checker, haproxy_names: 
         reload_signal=reload_signal,
         critical=bool(critical),
         depends_on=tuple(depends),
+        output=output,
         runtime_socket=runtime_socket,
         **health,
     )

@@ -15,17 +15,50 @@ class YamlSyntaxError(ConfigError):
     """The text is not YAML at all (as opposed to YAML that is not a valid config)."""
 
 
-def _index(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
+MAX_NODES = 100_000  # values in one document, aliases expanded: far above any real config (2000 programs)
+
+
+class _Refused(Exception):
+    """A document we will not build: where (0-based line) and why."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _index(root: yaml.Node, lines: dict[Path, int]) -> None:
+    """Fill ``lines`` (path -> 1-based line) for every value; refuse duplicate keys and alias bombs.
+
+    Iterative, and bounded by :data:`MAX_NODES` counted with aliases expanded: a "billion laughs"
+    document (nine aliases of nine aliases of ...) is a few lines of text but 10^9 values once
+    expanded; walking it blocked the loop for seconds before anything said no. A duplicate key is
+    refused instead of the last one silently winning, as ``kubectl apply`` refuses it.
+    """
+    stack: list[tuple[yaml.Node, Path]] = [(root, ())]
+    visited = 0
+    while stack:
+        node, path = stack.pop()
+        visited += 1
+        if visited > MAX_NODES:
+            raise _Refused(root.start_mark.line, f"more than {MAX_NODES} values once aliases are expanded "
+                           "(a YAML alias bomb?); refused")
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    continue
+                if key.value in seen and key.tag != "tag:yaml.org,2002:merge":
+                    raise _Refused(key.start_mark.line, f"duplicate key '{key.value}' (first at line "
+                                   f"{seen[key.value]}); YAML keeps only the last one, so one of them is a "
+                                   "mistake")
+                seen[key.value] = key.start_mark.line + 1
                 lines[(*path, key.value)] = key.start_mark.line + 1
-                _index(value, (*path, key.value), lines)
-                lines[(*path, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index(item, (*path, i), lines)
+                stack.append((value, (*path, key.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                stack.append((item, (*path, i)))
 
 
 def load_documents(text: str, filename: str) -> Iterator[Document]:
@@ -39,8 +72,12 @@ def load_documents(text: str, filename: str) -> Iterator[Document]:
             if node is None:
                 continue
             lines: dict[Path, int] = {}
-            _index(node, (), lines)
+            _index(node, lines)
             yield Document(loader.construct_document(node), lines, node.start_mark.line + 1)
+    except _Refused as exc:
+        raise YamlSyntaxError(Problem(f"{filename}:{exc.line + 1}", exc.message)) from None
+    except RecursionError:
+        raise YamlSyntaxError(Problem(filename, "nested too deeply to be a configuration")) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{filename}:{mark.line + 1}" if mark else filename

@@ -169,6 +169,9 @@ RSS = _family("program_resident_memory_bytes", "gauge", "Sum of the resident mem
 FDS = _family("program_open_fds", "gauge", "Open file descriptors in the program's process tree.")
 THREADS = _family("program_threads", "gauge", "Threads in the program's process tree.")
 PROCESSES = _family("program_processes", "gauge", "Processes in the program's process tree.")
+DROPPED = _family("output_dropped_lines", "counter", "Output lines of the program dropped because the supervisor's "
+                  "stdout/stderr was not read (a stalled log pipe); never blocking on it keeps the supervisor "
+                  "running.")
 READY = _family("program_ready", "gauge", "1 if the program is ready: RUNNING, and its readiness check, sd_notify "
                 "READY=1 and startup check (those it has) passed; else 0.")
 RESTART_REASONS = _family("program_restart_reasons", "counter", "Automatic restarts by reason: exit or signal (it "
@@ -189,7 +192,7 @@ OWN_CPU = _family("process_cpu_seconds", "counter", "Total user and system CPU t
 OWN_FDS = _family("process_open_fds", "gauge", "Number of open file descriptors.")
 OWN_MAX_FDS = _family("process_max_fds", "gauge", "Maximum number of open file descriptors.")
 FAMILIES = (UP, STATE, START, BACKOFF, RESTARTS, EXITS, LAST_EXIT, READY, RESTART_REASONS, CHECK_RUNS, CHECK_DURATION,
-            CPU, RSS, FDS, THREADS, PROCESSES, RELOADS,
+            CPU, RSS, FDS, THREADS, PROCESSES, DROPPED, RELOADS,
             CONFIG_INFO, LAST_RELOAD, OWN_VIRTUAL, OWN_RESIDENT, OWN_START, OWN_CPU, OWN_FDS, OWN_MAX_FDS)
 HEADERS = {family: family.header() for family in FAMILIES}
 # ',state="X"} ' for each state, in the order the series are written.
@@ -231,6 +234,7 @@ class Exporter:
         self._programs(out, facts)
         self._health(out, status)
         self._process_trees(out, facts)
+        self._dropped(out, facts)
         self._supervisor(out, status)
         self._own_process(out)
         return "".join(out).encode(), CONTENT_TYPE
@@ -300,6 +304,13 @@ class Exporter:
                               (PROCESSES, "processes")):
             out.append(HEADERS[family])
             out.extend(f"{family.name}{program[name]}{number(getattr(tree, field))}\n" for name, tree in usage.items())
+
+    def _dropped(self, out: list[str], facts: tuple[ProgramStatus, ...]) -> None:
+        """Every program (0 until a line is dropped), and removed programs that had lines dropped."""
+        counts = self.master.sink.dropped_lines()
+        out.append(HEADERS[DROPPED])
+        out.extend(f'{DROPPED.name}{{program="{label_value(name)}"}} {number(counts.get(name, 0))}\n'
+                   for name in dict.fromkeys([*(f.name for f in facts), *counts]))
 
     @staticmethod
     def _supervisor(out: list[str], status: SupervisorStatus) -> None:

@@ -6,8 +6,15 @@ the kubelet need: GET and HEAD, one request per connection (``Connection: close`
 the loop that restarts programs, no client may hold that loop:
 
 - sockets are non-blocking; a request is read in pieces as it arrives and capped at ``MAX_REQUEST``;
-- every connection has a deadline (``timeout``) covering the request, the response and the close;
-- at most ``max_connections`` are served at once; as many again get an immediate 503, more are closed;
+- every connection has a deadline (``timeout``) covering the request, the response and the close: a
+  total, never extended by bytes trickling in;
+- at most ``max_connections`` are served at once. When they are all taken, the one that has waited
+  longest for its request head is closed to make room (an idle connection is worth less than a new
+  one: the kubelet sends its probe at once, a flood of idle or trickling connections never does), so
+  ``/healthz`` gets through any such flood. Only when every slot is busy *answering* does a newcomer
+  get an immediate 503 (as many again), and beyond that it is closed;
+- each listener has its own connections and limits: ``--health-address`` gives the probes a listener
+  of their own that serves only ``/healthz`` and ``/readyz``;
 - ``accept`` runs at most ``ACCEPT_BATCH`` times per wake-up and backs off when out of descriptors
   (``acceptor.Acceptor``, shared with the Master CLI);
 - a ``/metrics`` body is reused for ``METRICS_REUSE_SECONDS``, or for four times as long as it took to
@@ -100,11 +107,11 @@ def parse_request(raw: bytes) -> Request | Response:
     return Request(method, target.split("?", 1)[0], headers)
 
 
-def parse_address(address: str) -> tuple[str, int]:
+def parse_address(address: str, flag: str = "--metrics-address") -> tuple[str, int]:
     """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (all interfaces); ValueError names the bad input."""
     host, sep, port_text = address.rpartition(":")
     if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"--metrics-address {address!r}: expected HOST:PORT (e.g. 0.0.0.0:9127) or 'off'")
+        raise ValueError(f"{flag} {address!r}: expected HOST:PORT (e.g. 0.0.0.0:9127) or 'off'")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     return host or "0.0.0.0", int(port_text)
 
@@ -123,6 +130,7 @@ class Connection:
         if busy:  # over the cap: answer 503 without reading the request
             self._send(BUSY)
         else:
+            server.reading[self] = None  # oldest first: the first to go when a newcomer needs the slot
             server.loop.add_reader(self.fd, self._on_readable)
 
     def _recv(self) -> bytes | None:
@@ -147,6 +155,7 @@ class Connection:
             end = self.inbuf.find(b"\n\n")
         if end < 0 and len(self.inbuf) <= MAX_REQUEST:
             return
+        self.server.reading.pop(self, None)
         self.server.loop.remove_reader(self.fd)
         if end < 0 or end > MAX_REQUEST:
             self._send(text(431, "request too large").encode(head_only=False))
@@ -204,13 +213,15 @@ class Connection:
         self.inbuf = bytearray()
         self.server.connections.discard(self)
         self.server.busy.discard(self)
+        self.server.reading.pop(self, None)
 
 
 class HttpServer:
     """The listening socket, the open connections and the routes."""
 
     def __init__(self, master: Master, host: str, port: int, *, max_connections: int = MAX_CONNECTIONS,
-                 timeout: float = TIMEOUT_SECONDS, metrics_reuse: float = METRICS_REUSE_SECONDS) -> None:
+                 timeout: float = TIMEOUT_SECONDS, metrics_reuse: float = METRICS_REUSE_SECONDS,
+                 health_only: bool = False) -> None:
         self.master = master
         self.metrics_reuse = metrics_reuse
         self.loop = master.loop
@@ -218,9 +229,15 @@ class HttpServer:
         self.timeout = timeout
         self.connections: set[Connection] = set()
         self.busy: set[Connection] = set()  # over the cap, being told 503 (at most max_connections more)
+        self.reading: dict[Connection, None] = {}  # still waiting for their request head, oldest first
+        self.evicted = 0  # connections closed to make room for a newer one (see the module docstring)
         self.routes: dict[str, Callable[[Request], Response]] = {
             "/": self._index, "/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz,
             "/status": self._status}
+        self.endpoints: tuple[str, ...] = ENDPOINTS
+        if health_only:
+            self.routes = {"/healthz": self._healthz, "/readyz": self._readyz}
+            self.endpoints = ("/healthz", "/readyz")
         self._exporter: Exporter | None = None
         self._metrics_cache: tuple[float, Response] | None = None  # (reuse until, response)
         family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
@@ -229,7 +246,9 @@ class HttpServer:
         try:
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.listener.bind(sockaddr)
-            self.listener.listen(128)
+            # A deep backlog: under a connection flood a probe's SYN must wait in the queue, not be
+            # dropped (a dropped SYN is retried after 1 s: the kubelet's whole default timeout).
+            self.listener.listen(1024)
         except OSError:
             self.listener.close()
             raise
@@ -238,7 +257,25 @@ class HttpServer:
                                  batch=ACCEPT_BATCH, pause=ACCEPT_RETRY_SECONDS)
 
     # -- connections ------------------------------------------------------------------------------
+    def _make_room(self) -> None:
+        """Close the connection that has waited longest for its request head, to let a newcomer in.
+
+        It is read once first: a probe whose request has arrived but whose turn in this loop
+        iteration has not come yet is answered, not reset (under a flood the listener is often
+        served before the connections in the same iteration). Bounded: a few candidates per accept.
+        """
+        for _ in range(8):
+            if len(self.connections) < self.max_connections or not self.reading:
+                return
+            oldest = next(iter(self.reading))
+            oldest._on_readable()
+            if not oldest.closed and oldest in self.reading:
+                self.evicted += 1
+                oldest.close()
+
     def _on_connection(self, sock: socket.socket) -> None:
+        if len(self.connections) >= self.max_connections:
+            self._make_room()
         if len(self.connections) < self.max_connections:
             self.connections.add(Connection(self, sock))
         elif len(self.busy) < self.max_connections:
@@ -261,7 +298,7 @@ class HttpServer:
     def respond(self, request: Request) -> Response:
         handler = self.routes.get(request.path)
         if handler is None:
-            return text(404, f"not found; endpoints: {' '.join(ENDPOINTS)}")
+            return text(404, f"not found; endpoints: {' '.join(self.endpoints)}")
         if request.method not in ("GET", "HEAD"):
             return Response(405, b"only GET and HEAD\n", extra_headers=(("Allow", "GET, HEAD"),))
         try:
@@ -372,10 +409,14 @@ def status_json(document: dict[str, Any]) -> bytes:
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
 
 
-def start_http(master: Master, address: str) -> HttpServer:
-    """Bind ``address`` (ValueError or OSError if it cannot be used) and log where it listens."""
-    host, port = parse_address(address)
-    server = HttpServer(master, host, port)
+def start_http(master: Master, address: str, *, health_only: bool = False) -> HttpServer:
+    """Bind ``address`` (ValueError or OSError if it cannot be used) and log where it listens.
+
+    ``health_only``: the ``--health-address`` listener, with only ``/healthz`` and ``/readyz``.
+    """
+    host, port = parse_address(address, "--health-address" if health_only else "--metrics-address")
+    server = HttpServer(master, host, port, health_only=health_only)
     shown = f"[{server.address[0]}]" if ":" in server.address[0] else server.address[0]
-    master.log.notice(f"HTTP endpoints on http://{shown}:{server.address[1]} ({', '.join(ENDPOINTS)})")
+    what = "Health endpoints" if health_only else "HTTP endpoints"
+    master.log.notice(f"{what} on http://{shown}:{server.address[1]} ({', '.join(server.endpoints)})")
     return server

@@ -32,6 +32,9 @@ class Logger:
         self.pid = os.getpid()
         self.startup: list[str] = []
         self.listeners: list[Callable[[str], None]] = []
+        # Where formatted lines go instead of ``stream`` once the loop runs: ``OutputSink.write_supervisor``,
+        # which never blocks (a stalled stderr pipe must not freeze the loop).
+        self.write: Callable[[str], None] | None = None
 
     def begin_attempt(self) -> None:
         """A new load or reload attempt starts: its log replaces the previous one."""
@@ -52,6 +55,9 @@ class Logger:
                                "source": "progset", "msg": message})
         else:
             text = line
+        if self.write is not None:
+            self.write(text)
+            return
         try:
             self.stream.write(text + "\n")
             self.stream.flush()
