@@ -32,6 +32,7 @@ group, the descendants it had, and anything still carrying this run's marker pre
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import platform
 import random
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,6 +78,9 @@ class Result:
     never_restarts: bool = False
     exited_after_kill: bool = False  # the tool stopped everything because one program was killed
     stop_s: float | None = None
+    # Under monitoring (--scrapes): RSS at checkpoints and after all queries
+    scraped: list[tuple[int, int]] = field(default_factory=list)  # (queries so far, RSS KiB)
+    scrape_ms: list[float] = field(default_factory=list)  # client-side time of each scrape
     busy: float | None = None  # share of the machine's CPU busy (others' load) during the idle window
     errors: list[str] = field(default_factory=list)
 
@@ -253,6 +257,34 @@ def await_handler(pid: int, signum: int, timeout: float) -> bool:
     return True
 
 
+CHECKPOINTS = (1, 10, 100)
+
+
+def monitored(result: Result, tool: Tool, supervisor: int, workdir: Path, args: argparse.Namespace) -> None:
+    """Scrape ``args.scrapes`` times, one at a time (each a new connection, read to the end), with a
+    CLI query after every ``args.cli_every``-th; record the tool's RSS at the checkpoints and at the end.
+
+    Back to back by default, as issue 18 measured it: progset then answers from its reused body for
+    0.25 s (or four render times) and renders again after that. ``--paced`` waits past that window
+    (``Monitor.reuse``, or four round trips if longer) so that every scrape is a fresh render, as at
+    Prometheus' pace; at 1000 programs on a loaded machine that is a second or more per scrape.
+    """
+    monitor = tool.monitor(workdir)
+    for i in range(1, args.scrapes + 1):
+        started = time.perf_counter()
+        monitor.scrape()
+        elapsed = time.perf_counter() - started
+        result.scrape_ms.append(elapsed * 1000)
+        if args.paced and monitor.reuse:
+            time.sleep(max(monitor.reuse, 4 * elapsed) + 0.01)
+        if args.cli_every and i % args.cli_every == 0:
+            monitor.cli()
+        if i in CHECKPOINTS:
+            result.scraped.append((i, rss_kib(supervisor)))
+    time.sleep(args.settle_seconds)
+    result.scraped.append((args.scrapes, rss_kib(supervisor)))
+
+
 def measure(tool: Tool, n: int, marker_prefix: str, args: argparse.Namespace, workdir: Path,
             env: dict[str, str], mode: str = "full") -> Result:
     """All measurements of one tool at one N, each step only if the previous one worked.
@@ -298,6 +330,12 @@ def measure(tool: Tool, n: int, marker_prefix: str, args: argparse.Namespace, wo
         result.idle = usage(supervisor) - before
         machine_after = cpu_times()
         result.busy = (machine_after[0] - machine_before[0]) / max(1, machine_after[1] - machine_before[1])
+        # 3b. memory under monitoring: --scrapes queries one at a time, a CLI query every --cli-every
+        if args.scrapes:
+            try:
+                monitored(result, tool, supervisor, workdir, args)
+            except (OSError, RuntimeError, http.client.HTTPException) as exc:
+                result.errors.append(f"monitoring: {type(exc).__name__}: {exc}")
         # 4. restart after SIGKILL: a different program each time while N allows
         for k in range(args.kills if tool.restarts else 0):
             marker = markers[(k * max(1, n // args.kills)) % n if n >= args.kills else k % n].encode()
@@ -420,12 +458,41 @@ def table(results: list[Result], tools: list[str], args: argparse.Namespace) -> 
         return (f"{med:.1f} ms ({min(r.restarts_ms):.1f}-{max(r.restarts_ms):.1f}, n={len(r.restarts_ms)})",
                 med)
 
+    def cell_scraped(at: int) -> Callable[[Result], tuple[str, float | None]]:
+        def cell(r: Result) -> tuple[str, float | None]:
+            kib = dict(r.scraped).get(at)
+            return ("—", None) if kib is None else (f"{kib / 1024:.1f} MiB", float(kib))
+        return cell
+
+    def cell_growth(r: Result) -> tuple[str, None]:
+        values = dict(r.scraped)
+        if 100 not in values or args.scrapes not in values:
+            return "—", None
+        return f"{(values[args.scrapes] - values[100]) / 1024:+.1f} MiB", None
+
+    def cell_scrape_ms(r: Result) -> tuple[str, float | None]:
+        if not r.scrape_ms:
+            return "—", None
+        ordered = sorted(r.scrape_ms)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        med = statistics.median(ordered)
+        return f"{med:.1f} ms (p99 {p99:.1f})", med
+
     def cell_stop(r: Result) -> tuple[str, float | None]:
         return ("—", None) if r.stop_s is None else (f"{r.stop_s:.3f} s", r.stop_s)
 
     median = ", median (min-max)" if args.starts else ""
+    under = []
+    if args.scrapes:
+        cli = f", a CLI query after every {args.cli_every}th" if args.cli_every else ""
+        under = [(f"RSS after {at} scrape{'s' if at > 1 else ''}", cell_scraped(at)) for at in CHECKPOINTS
+                 if at < args.scrapes]
+        paced = ", each one rendered" if args.paced else ", back to back"
+        under += [(f"**RSS after {args.scrapes} scrapes{paced}{cli} (steady state)**", cell_scraped(args.scrapes)),
+                  (f"RSS growth from scrape 100 to {args.scrapes}", cell_growth),
+                  ("scrape round trip, client side, median (p99)", cell_scrape_ms)]
     metrics = [(f"first program running after{median}", cell_first), (f"all N running after{median}", cell_start),
-               ("supervisor RSS", cell_rss),
+               ("supervisor RSS" + (", idle (before any scrape)" if args.scrapes else ""), cell_rss), *under,
                (f"idle CPU over {idle} (utime+stime)", cell_cpu),
                (f"idle on-CPU time and wake-ups over {idle}", cell_oncpu),
                ("restart after SIGKILL, median (min-max)", cell_restart), ("stop all (SIGTERM → gone)", cell_stop),
@@ -496,6 +563,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kill-gap", type=float, default=0.2, help="pause after each restart (default %(default)s)")
     parser.add_argument("--settle-seconds", type=float, default=1.0,
                         help="wait after all run before reading RSS (default %(default)s)")
+    parser.add_argument("--scrapes", type=int, default=0, metavar="K",
+                        help="after the idle window, query each tool's monitoring surface K times back to back and "
+                             "report its RSS under scraping (progset: GET /metrics; HAProxy: 'show proc' on the "
+                             "master CLI; supervisord: XML-RPC getAllProcessInfo); turns those surfaces on "
+                             "(default 0: off, as before)")
+    parser.add_argument("--paced", action="store_true",
+                        help="with --scrapes: wait past progset's /metrics reuse window after each scrape, so each "
+                             "one renders (default: back to back, as issue 18 measured)")
+    parser.add_argument("--cli-every", type=int, default=100, metavar="C",
+                        help="with --scrapes: a CLI query ('show proc'; supervisord: getAllProcessInfo) after "
+                             "every C-th scrape (default %(default)s; 0: none)")
     parser.add_argument("--start-timeout", type=float, default=120.0, help="default %(default)s s")
     parser.add_argument("--restart-timeout", type=float, default=5.0, help="default %(default)s s")
     parser.add_argument("--never-wait", type=float, default=1.0,
@@ -555,8 +633,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited as ignored (a script's `&`)
     sizes = args.sizes or [10, 200, 1000]
-    tools = [t for t in default_tools(args.progset or str(EDITABLE), args.supervisord, args.haproxy,
-                                       args.pid1 or "progset-pid1" in (args.tools or ()), args.progset_config)
+    tools = [replace(t, monitored=args.scrapes > 0)
+             for t in default_tools(args.progset or str(EDITABLE), args.supervisord, args.haproxy,
+                                    args.pid1 or "progset-pid1" in (args.tools or ()), args.progset_config)
              if args.tools is None or t.name in args.tools]
     # Markers are sleep durations' fractional digits (GNU sleep adds its arguments): this run's pid and a
     # random nonce, then tool, size, launch (0: the full measurement, 1..K: start rounds) and program index.

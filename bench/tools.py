@@ -7,11 +7,14 @@ sends to a file; supervisord is told ``NONE``), so the configs ask each tool for
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
+import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +31,8 @@ class Tool:
     executable: str
     restarts: bool  # False for HAProxy: a program that dies stays dead until the next reload
     wrapper: tuple[str, ...] = ()  # launched through this; the supervisor is then the wrapper's child
+    # With its monitoring surfaces on, as deployed (see Monitor): written into the config by write_config.
+    monitored: bool = False
 
     def write_config(self, directory: Path, commands: list[list[str]]) -> list[str]:
         """Write the config for these program commands into ``directory``; return the argv to launch."""
@@ -36,9 +41,95 @@ class Tool:
     def version(self) -> str:
         raise NotImplementedError
 
+    def monitor(self, directory: Path) -> Monitor:
+        """How to query an instance configured ``monitored`` by ``write_config(directory / "config", ...)``:
+        its sockets and the description of them are in ``directory``, beside its config directory."""
+        return Monitor(json.loads((directory / MONITOR_FILE).read_text()))
+
     def environment(self, scratch: Path, bytecode_cache: bool) -> dict[str, str]:
         """The environment to launch with: the bench's own, unless the tool needs it adjusted."""
         return dict(os.environ)
+
+
+MONITOR_FILE = "monitor.json"
+METRICS_REUSE_SECONDS = 0.25  # progset_supervisor.http.server's, not imported: the bench may measure another tree
+
+
+class Monitor:
+    """What watches a running tool: a Prometheus scrape, or what stands in for one, and a CLI query.
+
+    - progset: ``GET /metrics``; the CLI query is ``show proc`` on its Master CLI socket;
+    - HAProxy's master has no metrics of its programs: its monitoring surface is the master CLI, so
+      both are ``show proc`` on the master socket (``-S``);
+    - supervisord has no metrics either: exporters and ``supervisorctl status`` call its XML-RPC
+      ``supervisor.getAllProcessInfo`` over its control socket, so both are that call.
+
+    Every query is a new connection, read to the end, as a scraper or a script does it. ``reuse``:
+    the tool answers the same scrape again for that long (progset reuses a ``/metrics`` body for 0.25 s,
+    or four render times if longer); a scraper paced past it gets a fresh render every time, as
+    Prometheus does scraping every 15 s.
+    """
+
+    def __init__(self, spec: dict[str, str]) -> None:
+        self.spec = spec
+        self.reuse = float(spec.get("reuse", 0))
+
+    def scrape(self) -> bytes:
+        kind = self.spec["scrape"]
+        if kind == "http":
+            return _http(self.spec["host"], int(self.spec["port"]), "GET", "/metrics", b"")
+        if kind == "xmlrpc":
+            return _xmlrpc(self.spec["socket"])
+        return _unix_command(self.spec["socket"], b"show proc\n")
+
+    def cli(self) -> bytes:
+        if self.spec["cli"] == "xmlrpc":
+            return _xmlrpc(self.spec["socket"])
+        return _unix_command(self.spec["cli_socket"], b"show proc\n")
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=60)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect(self.path)
+
+
+def _http(host: str, port: int, method: str, path: str, body: bytes, unix: str | None = None) -> bytes:
+    conn = _UnixHTTPConnection(unix) if unix else http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": "text/xml"} if body else {})
+        reply = conn.getresponse()
+        data = reply.read()
+        if reply.status != 200:
+            raise RuntimeError(f"{method} {path}: HTTP {reply.status}")
+        return data
+    finally:
+        conn.close()
+
+
+def _xmlrpc(path: str) -> bytes:
+    request = xmlrpc.client.dumps((), "supervisor.getAllProcessInfo").encode()
+    return _http("localhost", 0, "POST", "/RPC2", request, unix=path)
+
+
+def _unix_command(path: str, command: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(60)
+        sock.connect(path)
+        sock.sendall(command)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    if not data:
+        raise RuntimeError(f"{path}: empty answer to {command!r}")
+    return data
 
 
 def _first_line(argv: list[str]) -> str:
@@ -89,7 +180,14 @@ class Progset(Tool):
                           "    backoff: {initialSeconds: 0.5, maxSeconds: 30, resetAfterSeconds: 1}"]
             target = directory / "progset.yaml"
             target.write_text("\n".join(lines) + "\n")
-        return [*self.wrapper, self.executable, "-f", str(target), "--metrics-address", "off"]
+        if not self.monitored:
+            return [*self.wrapper, self.executable, "-f", str(target), "--metrics-address", "off"]
+        port, sock = _free_port(), str(directory.parent / "master.sock")
+        (directory.parent / MONITOR_FILE).write_text(json.dumps(
+            {"scrape": "http", "host": "127.0.0.1", "port": str(port), "cli": "unix", "cli_socket": sock,
+             "reuse": str(METRICS_REUSE_SECONDS)}))
+        return [*self.wrapper, self.executable, "-f", str(target), "--metrics-address", f"127.0.0.1:{port}",
+                "-S", f"{sock},level,admin"]
 
     def environment(self, scratch: Path, bytecode_cache: bool) -> dict[str, str]:
         """Give progset compiled bytecode, as an installed wheel or a Debian package has.
@@ -121,6 +219,12 @@ class Supervisord(Tool):
                  "logfile_maxbytes=0", f"pidfile={directory.parent / 'supervisord.pid'}",
                  f"childlogdir={directory.parent}",
                  f"minfds={max(1024, 4 * len(commands) + 256)}", "user=root" if _is_root() else "", ""]
+        if self.monitored:  # its control socket, as supervisorctl and exporters use it
+            sock = str(directory.parent / "supervisor.sock")
+            lines += ["[unix_http_server]", f"file={sock}", "", "[rpcinterface:supervisor]",
+                      "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", ""]
+            (directory.parent / MONITOR_FILE).write_text(json.dumps({"scrape": "xmlrpc", "cli": "xmlrpc",
+                                                                     "socket": sock}))
         for i, argv in enumerate(commands):
             lines += [f"[program:p{i}]", f"command={' '.join(argv)}", "autostart=true", "autorestart=true",
                       "startsecs=0", "startretries=1000000", "stdout_logfile=NONE", "stderr_logfile=NONE",
@@ -143,7 +247,12 @@ class Haproxy(Tool):
             lines += [f"program p{i}", f"    command {' '.join(argv)}", ""]
         path = directory / "haproxy.cfg"
         path.write_text("\n".join(lines))
-        return [self.executable, "-W", "-db", "-f", str(path)]
+        if not self.monitored:
+            return [self.executable, "-W", "-db", "-f", str(path)]
+        sock = str(directory.parent / "master.sock")
+        (directory.parent / MONITOR_FILE).write_text(json.dumps({"scrape": "unix", "socket": sock, "cli": "unix",
+                                                                 "cli_socket": sock}))
+        return [self.executable, "-W", "-db", "-f", str(path), "-S", sock]
 
     def version(self) -> str:
         return _first_line([self.executable, "-v"])

@@ -69,7 +69,8 @@ def start_guardian(master: Master) -> None:
         return
     master.guardian = guardian
     master.reaper.on_adopt = guardian.adopt
-    master.on_exit_hooks.append(guardian.release)
+    master.reaper.on_release = guardian.release
+    master.on_exit_hooks.append(guardian.finish)
 
 
 def raise_fd_limit() -> None:

@@ -287,3 +287,21 @@ def test_the_readme_shows_the_real_inject_output() -> None:
     result = run_inject("-f", "examples/inject-deployment.yaml")
     assert result.returncode == 0
     assert shown == result.stderr + result.stdout
+
+
+def test_inject_cli_finds_pod_templates_in_every_workload_kind_and_in_lists() -> None:
+    template = deployment({"progset.io/programset": "edge"})["spec"]["template"]
+    cronjob = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
+               "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": copy.deepcopy(template)}}}}
+    statefulset = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+                   "spec": {"serviceName": "db", "selector": {"matchLabels": {"a": "b"}},
+                            "template": copy.deepcopy(template)}}
+    listed = {"apiVersion": "v1", "kind": "List", "items": [cronjob, statefulset]}
+    result = run_inject("-n", "ops", "-f", "-", stdin=yaml.safe_dump(listed))
+    assert result.returncode == 0, result.stderr
+    (out,) = yaml.safe_load_all(result.stdout)
+    for item in out["items"]:
+        validate(item)
+    wired = [out["items"][0]["spec"]["jobTemplate"]["spec"]["template"], out["items"][1]["spec"]["template"]]
+    assert all(t["spec"]["initContainers"][0]["name"] == "progset" for t in wired)
+    assert "ProgramSet ops/edge is not among the files given" in result.stderr  # -n names their namespace

@@ -469,7 +469,8 @@ def test_notice_warning_and_diag_are_accepted():
     ("program a\n command x\n frobnicate\n",
      "h.cfg:3: unknown keyword 'frobnicate' in 'program' section; known keywords: command, user, group, option, "
      "restart, on-reload, reload-signal, stop-signal, stop-timeout, backoff-initial, backoff-max, backoff-reset, "
-     "env, directory, umask, critical, depends-on, runtime-socket, depends-on-condition, notify, notify-access, "
+     "env, directory, umask, critical, depends-on, runtime-socket, output, depends-on-condition, notify, "
+     "notify-access, "
      "watchdog, "
      "readiness-|liveness-|startup- http|tcp|exec|options"),
     ("program a\n user root\n",
@@ -566,7 +567,8 @@ program b
         "all.cfg:3 (restart): must be one of always, on-failure, never; got 'sometimes'",
         "all.cfg:4: unknown keyword 'bogus' in 'program' section; known keywords: command, user, group, option, "
         "restart, on-reload, reload-signal, stop-signal, stop-timeout, backoff-initial, backoff-max, backoff-reset, "
-        "env, directory, umask, critical, depends-on, runtime-socket, depends-on-condition, notify, notify-access, "
+        "env, directory, umask, critical, depends-on, runtime-socket, output, depends-on-condition, notify, "
+     "notify-access, "
      "watchdog, "
         "readiness-|liveness-|startup- http|tcp|exec|options",
         "all.cfg:5: program section 'a' already exists (first at all.cfg:1)",

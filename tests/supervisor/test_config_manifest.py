@@ -220,7 +220,8 @@ def test_problems_of_every_file_are_reported(tmp_path):
         f"{tmp_path / 'a.yaml'}:4 (spec.programs[0].restart): must be one of always, on-failure, never; got False",
         f"{tmp_path / 'b.cfg'}:3: unknown keyword 'bogus' in 'program' section; known keywords: command, user, group, "
         "option, restart, on-reload, reload-signal, stop-signal, stop-timeout, backoff-initial, backoff-max, "
-        "backoff-reset, env, directory, umask, critical, depends-on, runtime-socket, depends-on-condition, notify, "
+        "backoff-reset, env, directory, umask, critical, depends-on, runtime-socket, output, depends-on-condition, "
+        "notify, "
         "notify-access, watchdog, readiness-|liveness-|startup- http|tcp|exec|options",
     ]
 

@@ -133,3 +133,17 @@ def test_log_format_json_still_means_json_program_lines(tmp_path: Path) -> None:
         sup.wait_log(r'"msg": "Loading success\."')
         assert json.loads(sup.out.wait_for(r'"program": "a"')[0].string)["line"] == "hi"
         assert sup.stop() == 0
+
+
+def test_output_keyword_in_haproxy_syntax(tmp_path: Path) -> None:
+    """``output raw`` in a ``program`` section: the HAProxy-syntax spelling of the per-program field."""
+    from progset_supervisor.config import ConfigError, load_path
+
+    path = tmp_path / "haproxy.cfg"
+    path.write_text("program api\n  command /bin/true\n  output raw\nprogram web\n  command /bin/true\n")
+    assert [p.output for p in load_path(path).programs] == ["raw", None]
+    path.write_text("program api\n  command /bin/true\n  output colour\n")
+    with pytest.raises(ConfigError) as caught:
+        load_path(path)
+    (problem,) = caught.value.problems
+    assert str(problem.location).startswith(f"{path}:3") and "must be one of prefixed, raw, json" in problem.message

@@ -16,6 +16,7 @@ import io
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -156,3 +157,27 @@ def test_a_connection_closed_by_its_timeout_is_freed_without_the_cyclic_gc(super
             gc.enable()
     assert not supervisor.http.connections
     assert unreachable < SLACK
+
+
+def test_a_slow_reader_gets_the_head_and_the_whole_body(supervisor: InProcess) -> None:
+    """Head and body go out as two buffers; small socket buffers force many partial sends of both."""
+    supervisor.http.listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # inherited when accepted
+    received: list[bytes] = []
+
+    def slow() -> None:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", supervisor.port))
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            while chunk := sock.recv(512):
+                received.append(chunk)
+                time.sleep(0.001)
+
+    supervisor.serve(slow)
+    head, _, body = b"".join(received).partition(b"\r\n\r\n")
+    length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+                 .split(b":")[1])
+    assert length > 16 * 4096 // 4 and len(body) == length  # several buffers' worth, all of it
+    assert body.startswith(b"# HELP progset_program_up ") and body.endswith(b"\n")
+    assert body.count(b"progset_program_up{") == PROGRAMS

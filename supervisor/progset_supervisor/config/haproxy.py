@@ -63,6 +63,7 @@ KEYWORDS: dict[str, _Keyword] = {
     "critical": _Keyword(0, 0, "[no] critical", "critical"),
     "depends-on": _Keyword(1, None, "depends-on db cache", None),
     "runtime-socket": _Keyword(1, 1, "runtime-socket /run/haproxy/admin.sock", "runtimeSocket"),
+    "output": _Keyword(1, 1, "output prefixed|raw|json", "output"),
     # Health (see probes.py): one check type keyword per level, its timings on '<level>-options'.
     "depends-on-condition": _Keyword(2, 2, "depends-on-condition db started|ready", None),
     "notify": _Keyword(0, 0, "[no] notify", "notify"),

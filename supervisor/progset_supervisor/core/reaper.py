@@ -12,8 +12,9 @@ before its next start:
 * children nobody claims when the supervisor exits (*strays*) get SIGKILL then.
 
 Orphans are found by reading ``/proc/self/task/<tid>/children`` (the kernel's list of our children)
-after a batch that reaped a program's process: one small read, only when something of a program
-died; never polled. Other children (the guardian, future exec checks) register with :meth:`watch`.
+after a batch that reaped a program's process: one ``pread`` and a count compared with the children
+we know, the set difference only when the count says there is a stranger; never polled. Other
+children (the guardian, exec checks) register with :meth:`watch`.
 """
 
 from __future__ import annotations
@@ -30,20 +31,37 @@ if TYPE_CHECKING:
 ChildExit = Callable[[int], None]
 
 
-def our_children() -> set[int]:
-    """Direct children of this process, as the kernel lists them (every thread's list)."""
-    pids: set[int] = set()
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return pids
-    for tid in tasks:
+class Children:
+    """Our direct children as the kernel lists them, read through one kept-open descriptor.
+
+    Orphans are re-parented to the main thread (the supervisor runs no other thread that could
+    adopt them), so its ``children`` file is the whole list: one ``pread`` per batch of exits.
+    """
+
+    def __init__(self) -> None:
         try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as handle:
-                pids.update(int(word) for word in handle.read().split())
+            self.fd = os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            continue
-    return pids
+            self.fd = -1  # no CONFIG_PROC_CHILDREN: orphans are reaped, not attributed
+
+    def raw(self) -> bytes:
+        if self.fd < 0:
+            return b""
+        chunks, offset = [], 0
+        while True:
+            chunk = os.pread(self.fd, 65536, offset)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            offset += len(chunk)
+
+    @staticmethod
+    def count(raw: bytes) -> int:
+        return raw.count(b" ")  # "1 2 3 ": one space after each pid
+
+    @staticmethod
+    def pids(raw: bytes) -> set[int]:
+        return {int(word) for word in raw.split()}
 
 
 class Reaper:
@@ -54,7 +72,9 @@ class Reaper:
         self.leftover_of: dict[int, Instance] = {}  # adopted orphans
         self.others: dict[int, ChildExit] = {}  # other children: the guardian, exec checks
         self.strays: set[int] = set()
+        self.children = Children()
         self.on_adopt: Callable[[int], None] | None = None  # tells the guardian
+        self.on_release: Callable[[int], None] | None = None  # an adopted pid was reaped: it may be reused
 
     def track(self, instance: Instance) -> None:
         self.by_pid[instance.pid] = instance
@@ -80,12 +100,14 @@ class Reaper:
                 break
             exits.append((pid, status))
         owners: list[Instance] = []
+        known = 0
         for pid, _status in exits:
             owner = self.by_pid.get(pid) or self.leftover_of.get(pid)
             if owner is not None and owner not in owners:
                 owners.append(owner)
+            known += pid in self.by_pid or pid in self.leftover_of or pid in self.others or pid in self.strays
         if owners:
-            self._adopt_orphans(owners)  # before the exits: a program is gone only when its orphans are
+            self._adopt_orphans(owners, known)  # before the exits: a program is gone only when its orphans are
         for pid, status in exits:
             instance = self.by_pid.pop(pid, None)
             if instance is not None:
@@ -95,6 +117,8 @@ class Reaper:
                 continue
             instance = self.leftover_of.pop(pid, None)
             if instance is not None:
+                if self.on_release is not None:
+                    self.on_release(pid)
                 instance.supervised.leftover_exited(instance, pid)
                 continue
             callback = self.others.pop(pid, None)
@@ -104,8 +128,13 @@ class Reaper:
             self.strays.discard(pid)
             self.debug(f"Process {pid} exited with code {ExitStatus.from_wait_status(status).code}")
 
-    def _adopt_orphans(self, owners: list[Instance]) -> None:
-        unknown = our_children() - self.by_pid.keys() - self.leftover_of.keys() - self.others.keys() - self.strays
+    def _adopt_orphans(self, owners: list[Instance], reaped: int) -> None:
+        raw = self.children.raw()
+        expected = len(self.by_pid) + len(self.leftover_of) + len(self.others) + len(self.strays) - reaped
+        if self.children.count(raw) <= expected:
+            return  # no child we do not know: the common case costs one read and a count
+        unknown = self.children.pids(raw) - self.by_pid.keys() - self.leftover_of.keys() - self.others.keys()
+        unknown -= self.strays
         if not unknown:
             return
         adopted: dict[Instance, set[int]] = {}
@@ -123,6 +152,6 @@ class Reaper:
 
     def adopt_strays(self) -> set[int]:
         """Children nobody claims (for the supervisor's exit)."""
-        unknown = our_children() - self.by_pid.keys() - self.leftover_of.keys() - self.others.keys()
-        self.strays |= unknown
+        unknown = self.children.pids(self.children.raw()) - self.by_pid.keys() - self.leftover_of.keys()
+        self.strays |= unknown - self.others.keys()
         return set(self.strays)

@@ -80,6 +80,10 @@ class Guardian:
     def adopt(self, pid: int) -> None:
         self._send(b"o%d\n" % pid)
 
+    def release(self, pid: int) -> None:
+        """An adopted process was reaped: its pid may be reused by anything, never kill it."""
+        self._send(b"x%d\n" % pid)
+
     def _close(self) -> None:
         if self.fd >= 0:
             if self._backlog:
@@ -87,7 +91,7 @@ class Guardian:
             os.close(self.fd)
             self.fd = -1
 
-    def release(self) -> None:
+    def finish(self) -> None:
         """Clean exit: every program was stopped, nothing for the guardian to do."""
         if self.fd < 0:
             return

@@ -1,11 +1,12 @@
 """The guardian process: kills the programs' process trees when the supervisor dies without stopping them.
 
-Run as ``python -S -I guardian_main.py`` (no site, no package import: a few MB, started once) by a
+Run as ``python -S -I guardian_main.py`` (no site, no package import: about 10 MiB resident, started once) by a
 supervisor that is not PID 1. Its stdin is a pipe from the supervisor, which writes one line per
 change: ``+PGID`` (a program's process group), ``-PGID`` (gone), ``oPID`` (a process that left its
-group and was adopted), ``q`` (clean exit: everything was stopped). End of file without ``q`` means
-the supervisor died (SIGKILL, OOM kill, crash): every process of a recorded group, every recorded
-process, and all their descendants (``/proc`` ancestry, read before anything is killed) get SIGKILL.
+group and was adopted), ``xPID`` (that process was reaped), ``q`` (clean exit: everything was
+stopped). End of file without ``q`` means the supervisor died (SIGKILL, OOM kill, crash): every
+process of a recorded group, every recorded process, and all their descendants (``/proc`` ancestry,
+read before anything is killed) get SIGKILL.
 
 Why a process and not ``PR_SET_PDEATHSIG`` per program: the parent-death signal reaches only the
 direct child, never its children, nor a grandchild that called ``setsid``; and setting it costs a
@@ -67,6 +68,8 @@ def main() -> None:
             groups.discard(number)
         elif kind == b"o":
             pids.add(number)
+        elif kind == b"x":
+            pids.discard(number)
     for _ in range(5):  # again while anything forked meanwhile
         found = victims(groups, pids)
         if not found:
