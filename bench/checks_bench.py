@@ -67,7 +67,7 @@ def target(haproxy: str, scratch: Path) -> tuple[subprocess.Popen[bytes], int]:
     """An HTTP endpoint answering 200 to anything, served by HAProxy itself."""
     port = free_port()
     cfg = scratch / "target.cfg"
-    cfg.write_text("global\n    maxconn 20000\ndefaults\n    mode http\n    timeout connect 1s\n"
+    cfg.write_text("global\n    maxconn 8000\ndefaults\n    mode http\n    timeout connect 1s\n"
                    f"    timeout client 5s\n    timeout server 5s\nfrontend fe\n    bind 127.0.0.1:{port}\n"
                    f"    http-request return status 200 content-type text/plain string ok\n")
     proc = subprocess.Popen([haproxy, "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -80,8 +80,16 @@ def target(haproxy: str, scratch: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("target HAProxy did not start")
 
 
-def progset(kind: str, n: int, port: int, scratch: Path, seconds: float) -> tuple[float, float, float]:
-    """Start progset with N checked programs; (time until all ready, CPU share, RSS MiB)."""
+def check_runs(metrics_port: int) -> float:
+    """Check runs so far, summed from ``progset_check_runs_total``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30) as reply:
+        text = reply.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("progset_check_runs_total{"))
+
+
+def progset(kind: str, n: int, port: int, scratch: Path, seconds: float) -> tuple[float, float, float, float]:
+    """Start progset with N checked programs; (time until all ready, CPU share, RSS MiB, checks per second)."""
     check: dict[str, object]
     if kind == "http":
         check = {"http": {"port": port, "path": "/healthz"}}
@@ -112,8 +120,10 @@ def progset(kind: str, n: int, port: int, scratch: Path, seconds: float) -> tupl
             time.sleep(0.1)
         ready = time.monotonic() - started
         time.sleep(2)  # past the first, synchronised round of checks
-        share, rss = measure(proc.pid, seconds)
-        return ready, share, rss
+        runs0, t0 = check_runs(metrics), time.monotonic()
+        share, rss = measure(proc.pid, seconds)  # the scrapes are outside the measured window
+        rate = (check_runs(metrics) - runs0) / (time.monotonic() - t0)
+        return ready, share, rss, rate
     finally:
         proc.terminate()
         try:
@@ -126,9 +136,9 @@ def progset(kind: str, n: int, port: int, scratch: Path, seconds: float) -> tupl
 def haproxy_checks(haproxy: str, n: int, port: int, scratch: Path, seconds: float) -> tuple[float, float]:
     cfg = scratch / "checker.cfg"
     servers = "".join(f"    server s{i} 127.0.0.1:{port} check inter 1s\n" for i in range(n))
-    cfg.write_text("global\n    maxconn 20000\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n"
-                   "    timeout server 5s\n    timeout check 1s\nbackend be\n    option httpchk GET /healthz\n"
-                   + servers)
+    cfg.write_text("global\n    maxconn 8000\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n"
+                   f"    timeout server 5s\n    timeout check 1s\nfrontend fe\n    bind 127.0.0.1:{free_port()}\n"
+                   "    default_backend be\nbackend be\n    option httpchk GET /healthz\n" + servers)
     proc = subprocess.Popen([haproxy, "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(5)  # HAProxy spreads the first checks over the interval
@@ -153,22 +163,25 @@ def main() -> None:
         server, port = target(haproxy, scratch)
         try:
             for kind in args.kinds.split(","):
-                ready, share, rss = progset(kind, args.n, port, scratch, args.seconds)
-                rows.append((f"progset {kind}", ready, share, rss))
+                ready, share, rss, rate = progset(kind, args.n, port, scratch, args.seconds)
+                rows.append((f"progset {kind}", ready, share, rss, rate))
                 print(f"progset {kind}: all {args.n} ready after {ready:.2f} s; CPU {share * 100:.1f} % of a core; "
-                      f"RSS {rss:.1f} MiB", flush=True)
+                      f"RSS {rss:.1f} MiB; {rate:.0f} checks/s", flush=True)
             share, rss = haproxy_checks(haproxy, args.n, port, scratch, args.seconds)
-            rows.append(("haproxy http", None, share, rss))
+            rows.append(("haproxy http", None, share, rss, None))
             print(f"haproxy http: CPU {share * 100:.1f} % of a core; RSS {rss:.1f} MiB", flush=True)
         finally:
             server.terminate()
             server.wait(30)
-    base = next(share for name, _, share, _ in rows if name == "haproxy http")
-    print("\n| checker | all ready | CPU (share of one core) | RSS | CPU vs HAProxy |\n|---|---|---|---|---|")
-    for name, ready, share, rss in rows:
+    base = next(share for name, _, share, _, _ in rows if name == "haproxy http")
+    print("\n| checker | all ready | checks/s | CPU (share of one core) | CPU per check | RSS | CPU vs HAProxy |")
+    print("|---|---|---|---|---|---|---|")
+    for name, ready, share, rss, rate in rows:
         ratio = f"{share / base:.1f}x" if base > 0 else "-"
         shown = "-" if ready is None else f"{ready:.2f} s"
-        print(f"| {name} | {shown} | {share * 100:.1f} % | {rss:.1f} MiB | {ratio} |")
+        per = share / (rate if rate else args.n)  # HAProxy: N checks a second by its configuration
+        print(f"| {name} | {shown} | {'-' if rate is None else f'{rate:.0f}'} | {share * 100:.1f} % | "
+              f"{per * 1e6:.0f} µs | {rss:.1f} MiB | {ratio} |")
 
 
 if __name__ == "__main__":

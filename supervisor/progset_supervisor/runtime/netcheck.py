@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ Done = Callable[[bool, str], None]  # (passed, message)
 MAX_STATUS_LINE = 4096
 USER_AGENT = "progset-check"
 _ssl_context: Any = None
+_NO_LINGER = struct.pack("ii", 1, 0)
 
 
 def _tls_context() -> Any:
@@ -53,11 +55,24 @@ class Attempt:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         self.fd = sock.fileno()
+        # Closed with a reset, not a FIN: no TIME_WAIT left behind per check (1,000 checks a second
+        # would hold some 60,000 of them, and ephemeral ports), as Kubernetes' and HAProxy's checks do.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _NO_LINGER)
         self._timer: Timer | None = loop.call_later(timeout, self._timed_out, timeout)
         code = sock.connect_ex((host, port))
         if code == 0:
             self._connected()
         elif code in (errno.EINPROGRESS, errno.EAGAIN):
+            if request is not None and not tls:
+                # On loopback the handshake is usually done by now: try the request at once, which
+                # saves waiting for "writable" (one selector change less per check).
+                try:
+                    self._request = request[sock.send(request):]
+                except (BlockingIOError, InterruptedError, OSError):
+                    pass
+                else:
+                    self._wait("w", self._send) if self._request else self._wait("r", self._receive)
+                    return
             self._wait("w", self._on_connect)
         else:
             self._finish(False, _connect_error(code))
