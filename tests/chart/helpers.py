@@ -69,8 +69,8 @@ def yaml_documents(path: Path) -> list[dict[str, Any]]:
 
 # --- validation ----------------------------------------------------------------------------------------
 
-# prometheus-operator's CRDs are not in Kubernetes' OpenAPI and not available offline, so the two
-# monitor kinds are checked against the part of monitoring.coreos.com/v1 the chart uses, transcribed
+# prometheus-operator's CRDs are not in Kubernetes' OpenAPI and not available offline, so the monitor
+# kinds and PrometheusRule are checked against the part of monitoring.coreos.com/v1 the chart uses, transcribed
 # from the CRDs (strict: a misspelt field fails).
 _DURATION = {"type": "string", "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?"
                                           "(([0-9]+)s)?(([0-9]+)ms)?)$"}
@@ -101,8 +101,26 @@ def _monitor_schema(kind: str, endpoints: str) -> dict[str, Any]:
     }
 
 
+_RULE = {"type": "object", "additionalProperties": False, "required": ["alert", "expr"],
+         "properties": {"alert": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+                        "expr": {"type": "string", "minLength": 1}, "for": _DURATION,
+                        "labels": _STRING_MAP, "annotations": _STRING_MAP}}
+_PROMETHEUS_RULE = {
+    "type": "object", "additionalProperties": False, "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PrometheusRule"},
+        "metadata": _METADATA,
+        "spec": {"type": "object", "additionalProperties": False, "required": ["groups"],
+                 "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+                     "type": "object", "additionalProperties": False, "required": ["name", "rules"],
+                     "properties": {"name": {"type": "string", "minLength": 1}, "interval": _DURATION,
+                                    "rules": {"type": "array", "minItems": 1, "items": _RULE}}}}}},
+    },
+}
+
 MONITOR_SCHEMAS = {"ServiceMonitor": _monitor_schema("ServiceMonitor", "endpoints"),
-                   "PodMonitor": _monitor_schema("PodMonitor", "podMetricsEndpoints")}
+                   "PodMonitor": _monitor_schema("PodMonitor", "podMetricsEndpoints"),
+                   "PrometheusRule": _PROMETHEUS_RULE}
 
 
 def validate_object(obj: Mapping[str, Any]) -> None:

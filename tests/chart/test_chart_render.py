@@ -31,11 +31,12 @@ FEATURES: dict[str, dict[str, Any]] = {
     "service-monitor": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}},
     "pod-monitor": {"podMonitor": {"enabled": True}},
     "dashboard": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "progset"}}},
+    "prometheus-rule": {"prometheusRule": {"enabled": True, "alertLabels": {"team": "edge"}}},
     "existing-service-account": {"serviceAccount": {"create": False, "name": "ops"}, "rbac": {"create": False}},
     "everything": {
         "watchNamespaces": ["team-a"], "serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True},
-        "dashboard": {"enabled": True}, "image": {"digest": "sha256:" + "ab" * 32}, "operator": {"verbose": True,
-        "extraArgs": ["--peering=x"], "extraEnv": [{"name": "TZ", "value": "UTC"}]},
+        "dashboard": {"enabled": True}, "prometheusRule": {"enabled": True}, "image": {"digest": "sha256:" + "ab" * 32},
+        "operator": {"verbose": True, "extraArgs": ["--peering=x"], "extraEnv": [{"name": "TZ", "value": "UTC"}]},
         "imagePullSecrets": [{"name": "regcred"}], "podAnnotations": {"a": "b"}, "podLabels": {"team": "edge"},
         "commonLabels": {"cost-center": "42"}, "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
@@ -208,9 +209,10 @@ def test_everything_on_passes_the_extras_through() -> None:
 
 def test_names_fit_and_follow_overrides() -> None:
     long = "r" * 53  # Helm's longest release name
-    everything = {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}, "dashboard": {"enabled": True}}
+    everything = {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}, "dashboard": {"enabled": True},
+                  "prometheusRule": {"enabled": True}}
     names = [o["metadata"]["name"] for o in objects(everything, release=long) if not o["kind"].startswith("Cluster")]
-    assert len(names) == 6 and all(len(name) <= 63 and long[:40] in name for name in names), names
+    assert len(names) == 7 and all(len(name) <= 63 and long[:40] in name for name in names), names
     assert one(objects({"fullnameOverride": "ops"}), "Deployment")["metadata"]["name"] == "ops"
     assert one(objects(release="progset-prod"), "Deployment")["metadata"]["name"] == "progset-prod"
 

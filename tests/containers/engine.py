@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -121,18 +122,44 @@ def debian_suite_and_mirror() -> tuple[str, str]:
     return suite, mirror
 
 
-# name -> packages on top of Debian's minbase. "python": what the Dockerfiles need (and HAProxy, which
-# a derived image would apt-get install; no package index is reachable inside a build here).
-# "haproxy": a target image WITHOUT Python, for the self-contained bundle.
-BASES = {"python": ("python3", "python3-venv", "haproxy"), "haproxy": ("haproxy",)}
+# Packages on top of Debian's minbase for the base the Dockerfiles build FROM: python3, and HAProxy,
+# which a derived image would apt-get install (no package index is reachable inside a build here).
+PYTHON_BASE_PACKAGES = ("python3", "python3-venv", "haproxy")
+# The "any image" of the bundle tests: that base with every Python package purged (apt works offline
+# for removals), flattened by export/import so no layer keeps Python. One debootstrap instead of two
+# saves minutes on a fresh CI machine.
+WITHOUT_PYTHON = """\
+FROM {base}
+RUN apt-get purge -y -qq $(dpkg-query -W -f '${{Package}}\\n' | grep -E '^(lib)?python3') >/dev/null \\
+    && rm -rf /usr/lib/python3* /usr/local/lib/python3* /usr/share/python3* /var/cache/apt/* /var/lib/apt/lists/*
+"""
 
 
 def base_image(name: str) -> str:
-    """``progset-test/debian-NAME:SUITE``: imported from a cached mmdebstrap tarball, made if missing."""
+    """``progset-test/debian-python:SUITE`` (mmdebstrap, from a cached tarball) or
+    ``progset-test/debian-haproxy:SUITE`` (the same without Python)."""
     suite, mirror = debian_suite_and_mirror()
     image = f"{PREFIX}debian-{name}:{suite}"
     if image_exists(image):
         return image
+    if name == "haproxy":
+        python_base = base_image("python")
+        with locked("base"):
+            if not image_exists(image):
+                with tempfile.TemporaryDirectory() as tmp:
+                    purged = build_derived(WITHOUT_PYTHON.format(base=python_base), Path(tmp), "purging-python")
+                box = run("create", purged, "true").stdout.strip()  # never started: only exported
+                try:
+                    exported = subprocess.Popen([ENGINE, "export", box], stdout=subprocess.PIPE)
+                    done = subprocess.run([ENGINE, "import", "-", image], stdin=exported.stdout, capture_output=True,
+                                          text=True, timeout=600)
+                    exported.wait(60)
+                    assert done.returncode == 0 and exported.returncode == 0, done.stderr
+                finally:
+                    run("rm", "-f", box, check=False)
+                    run("rmi", purged, check=False)
+        return image
+    assert name == "python", name
     with locked("base"):
         if image_exists(image):
             return image
@@ -140,16 +167,9 @@ def base_image(name: str) -> str:
         if not tarball.exists():
             if shutil.which("mmdebstrap") is None:
                 _problem("mmdebstrap is not installed (Debian package mmdebstrap): it makes the test base image")
-            debs = cache_dir() / "debs"
-            debs.mkdir(exist_ok=True)
             partial = tarball.with_suffix(".partial.tar")
-            # Downloaded .debs are kept between the two bases (and runs): the second costs little.
             done = subprocess.run(
-                ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(BASES[name]),
-                 "--skip=download/empty", "--skip=essential/unlink",
-                 '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
-                 f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
-                 f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
+                ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(PYTHON_BASE_PACKAGES),
                  suite, str(partial), mirror],
                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1500)
             if done.returncode != 0:
@@ -195,11 +215,38 @@ def progset_images(kinds: Sequence[str] = ("supervisor", "operator", "bundle")) 
     names = {kind: builder.image_name(PREFIX, kind, tag) for kind in kinds}
     missing = [kind for kind, name in names.items() if not image_exists(name)]
     if missing:
-        with locked("images"):
+        with locked(f"images-{tag}"):  # per source state: checkouts sharing the engine never wait on each other
             missing = [kind for kind, name in names.items() if not image_exists(name)]
             if missing:
                 builder.build(missing, base=base, python=python_version(base), tag=tag, prefix=PREFIX, quiet=True)
+                remove_stale_images(names)
     return names
+
+
+STALE_AFTER = 6 * 3600  # seconds: other checkouts (worktrees, CI jobs) may be using younger ones
+
+
+def remove_stale_images(current: dict[str, str]) -> None:
+    """Untag images of other source states once they are hours old (one set per edit would fill the
+    disk; younger ones may belong to another checkout sharing this engine, which would rebuild them),
+    and prune the build stages left dangling. Only this module's own repositories are touched."""
+    import json
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    for name in current.values():
+        repository = name.rsplit(":", 1)[0]
+        listed = run("images", "--format", "{{.Repository}}:{{.Tag}}", repository, check=False).stdout.split()
+        for image in listed:
+            if image == name:
+                continue
+            created = json.loads(run("image", "inspect", "--format", "{{json .Created}}", image, check=False).stdout
+                                 or "null")
+            # RFC 3339 with nanoseconds: the seconds are enough.
+            if created and (now - datetime.fromisoformat(created[:19] + "+00:00")).total_seconds() > STALE_AFTER:
+                run("rmi", image, check=False)
+    run("image", "prune", "-f", "--filter", "label=io.progset.build-stage=1", "--filter", f"until={STALE_AFTER}s",
+        check=False)
 
 
 def build_derived(dockerfile: str, context: Path, tag_hint: str) -> str:
@@ -210,7 +257,7 @@ def build_derived(dockerfile: str, context: Path, tag_hint: str) -> str:
         digest.update(path.name.encode() + path.read_bytes())
     name = f"{PREFIX}{tag_hint}:{digest.hexdigest()[:12]}"
     if not image_exists(name):
-        with locked("images"):
+        with locked(name.replace("/", "_").replace(":", "_")):
             if not image_exists(name):
                 run("build", "-q", "-t", name, str(context))
     return name

@@ -193,7 +193,8 @@ def test_prometheus_scrapes_restarts(supervisor: tuple[Supervisor, int], prometh
     # Every dashboard query runs on this Prometheus and returns data.
     for expr in dashboard_queries():
         concrete = (expr.replace("$__rate_interval", "5s").replace("$__range", "1m")
-                    .replace("$instance", ".*").replace("$program", ".*"))
+                    .replace("$instance", ".*").replace("$program", ".*")
+                    .replace("$namespace", ".*").replace("$pod", ".*"))
         if concrete.startswith("label_values("):
             continue  # a Grafana function, checked by the name test below
         assert prometheus.query(concrete), f"dashboard query returned nothing: {concrete}"
@@ -202,6 +203,7 @@ def test_prometheus_scrapes_restarts(supervisor: tuple[Supervisor, int], prometh
 # -- the Grafana dashboard -----------------------------------------------------------------------------------
 PROMQL_WORDS = {"sum", "max", "min", "count", "avg", "by", "without", "on", "ignoring", "group_left",
                 "group_right", "rate", "irate", "increase", "time", "or", "and", "unless", "vector", "label_values",
+                "label_replace",
                 "bool", "topk", "bottomk"}
 
 
@@ -229,6 +231,7 @@ def dashboard_queries() -> list[str]:
 def metric_names(expr: str) -> set[str]:
     """Identifiers of ``expr`` that name metrics: label matchers, ranges, grouping lists, label_values'
     label argument, variables and numbers removed; what remains is a metric or a PromQL keyword."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', " ", expr)  # strings (label_replace's arguments)
     expr = re.sub(r"\{[^}]*\}", " ", expr)
     expr = re.sub(r"\[[^\]]*\]", " ", expr)
     expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
