@@ -109,6 +109,11 @@ def test_show_programs_with_no_programs() -> None:
         answer = sup.text("show programs")
         assert answer.startswith("#<name> <state> ")
         assert answer.count("\n") == 2  # the header, then the blank line ending the answer
+        # show checks shares the table layout: with nothing to list it answers its header too (its own
+        # width computation used to raise TypeError here and empty the answer).
+        checks = sup.text("show checks")
+        assert checks.startswith("#<program> <check> ")
+        assert checks.count("\n") == 2
 
 
 def test_a_trickled_line_counts_from_its_first_byte_even_between_commands() -> None:

@@ -115,16 +115,22 @@ def show_programs(master: Master, now: float | None = None) -> str:
                      program.last_exit.short().replace(" ", "=") if program.last_exit else UNKNOWN,
                      _seconds(program.backoff_seconds) if program.state is State.BACKOFF else UNKNOWN,
                      program.on_reload, program.last_check, program.reason.replace("\n", " ") or UNKNOWN))
-    # ``max(header, *())`` with no programs is ``max(int)``: a TypeError that emptied the answer.
-    widths = [max([len(PROGRAM_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows)])
-              for i in range(len(PROGRAM_COLUMNS))]
-    header = "#" + PROGRAM_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
-        title.ljust(widths[i]) for i, title in enumerate(PROGRAM_COLUMNS) if i > 0)
+    return _table(PROGRAM_COLUMNS, rows)
+
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A '#'-headed table with left-aligned columns as wide as their widest cell, as `show proc` lays
+    out its own. The header counts in every width, so no rows still gives a header (``max(header,
+    *())`` with a bare int was a TypeError that emptied the answer)."""
+    widths = [max([len(columns[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows)])
+              for i in range(len(columns))]
+    header = "#" + columns[0].ljust(widths[0] - 1) + " " + " ".join(
+        title.ljust(widths[i]) for i, title in enumerate(columns) if i > 0)
     lines = [header.rstrip() + "\n"]
     for row in rows:
         lines.append(" ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
     return "".join(lines)
-
 
 CHECK_COLUMNS = ("<program>", "<check>", "<state>", "<runs>", "<failures>", "<last>", "<target>", "<last-failure>")
 
@@ -142,14 +148,7 @@ def show_checks(master: Master, name: str | None = None) -> str:
             rows.append((program.name, str(row["check"]), str(row["state"]), str(row["runs"]),
                          str(row["consecutive_failures"]), str(row["last_result"] or UNKNOWN),
                          str(row["target"]).replace(" ", "="), failure))
-    widths = [max(len(CHECK_COLUMNS[i]) + (1 if i == 0 else 0), *(len(r[i]) for r in rows))
-              for i in range(len(CHECK_COLUMNS))]
-    header = "#" + CHECK_COLUMNS[0].ljust(widths[0] - 1) + " " + " ".join(
-        title.ljust(widths[i]) for i, title in enumerate(CHECK_COLUMNS) if i > 0)
-    lines = [header.rstrip() + "\n"]
-    for row in rows:
-        lines.append(" ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
-    return "".join(lines)
+    return _table(CHECK_COLUMNS, rows)
 
 
 def show_info(master: Master, connections: int, maxconn: int, now: float | None = None) -> str:
