@@ -28,20 +28,11 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT / "bench"))
+sys.path.insert(0, str(PROJECT))  # the worker tests' HAProxy config: the bench runs the same one
+
+from tests.supervisor.peers import HAPROXY_WORKER_CFG as H_CFG  # noqa: E402
 
 from cli_bench import round_trip  # noqa: E402
-
-H_CFG = """\
-global
-\tstats socket {dir}/stats.sock level admin
-defaults
-\tmode tcp
-\ttimeout connect 1s
-\ttimeout client 1s
-\ttimeout server 1s
-frontend fe
-\tbind unix@{dir}/fe.sock
-"""
 
 P_CFG = """\
 program haproxy

@@ -9,6 +9,28 @@ import shutil
 import time
 from pathlib import Path
 
+# HAProxy as a program under progset, reloaded by SIGUSR2 (-W master-worker): shared by the derived-image
+# and bundle tests. {port} and {version} are filled per test; the answer body tells which config serves.
+HAPROXY_CFG = """\
+global
+    master-worker
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend web
+    bind 127.0.0.1:{port}
+    http-request return status 200 content-type text/plain string "{version}"
+"""
+HAPROXY_PROGRAMS = """\
+programs:
+  - name: haproxy
+    command: ["haproxy", "-W", "-db", "-f", "/etc/haproxy-app/haproxy.cfg"]
+    onReload: signal
+    reloadSignal: SIGUSR2
+"""
+
 
 def configmap_volume(root: Path, files: dict[str, str], stamp: str) -> Path:
     """Write ``files`` as the kubelet projects a ConfigMap (and updates it): a timestamped directory,

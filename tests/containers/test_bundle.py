@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .engine import build_derived, container, run
-from .podlike import configmap_volume, http_body
+from .podlike import HAPROXY_CFG, HAPROXY_PROGRAMS, configmap_volume, http_body
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -27,24 +27,7 @@ def readme_recipe(base: str, bundle: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-HAPROXY_CFG = """\
-global
-    master-worker
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-frontend web
-    bind 127.0.0.1:{port}
-    http-request return status 200 content-type text/plain string "{version}"
-"""
-PROGRAMS = """\
-programs:
-  - name: haproxy
-    command: ["haproxy", "-W", "-db", "-f", "/etc/haproxy-app/haproxy.cfg"]
-    onReload: signal
-    reloadSignal: SIGUSR2
+PROGRAMS = HAPROXY_PROGRAMS + """\
   - name: helper
     command:
       - sh

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .engine import build_derived, container, run
-from .podlike import configmap_volume, empty_dir, http_body
+from .podlike import HAPROXY_CFG, HAPROXY_PROGRAMS, configmap_volume, empty_dir, http_body
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -129,25 +129,6 @@ def test_documented_docker_run_lines_work_as_written(supervisor_image: str) -> N
             assert exited.code == 0, exited.logs
 
 
-HAPROXY_CFG = """\
-global
-    master-worker
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 5s
-    timeout server 5s
-frontend web
-    bind 127.0.0.1:{port}
-    http-request return status 200 content-type text/plain string "{version}"
-"""
-HAPROXY_PROGRAMS = """\
-programs:
-  - name: haproxy
-    command: ["haproxy", "-W", "-db", "-f", "/etc/haproxy-app/haproxy.cfg"]
-    onReload: signal
-    reloadSignal: SIGUSR2
-"""
 DERIVED = """\
 FROM {image}
 # Your image: the supervisor image plus your programs (HAProxy here, from the test base).

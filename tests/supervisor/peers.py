@@ -30,6 +30,21 @@ frontend fe
 """
 
 
+# An HAProxy run as a program under progset whose stats socket is its runtime CLI (a "worker" behind
+# `@`): the Master CLI worker tests and bench/forward_bench.py. {dir} is where both sockets go.
+HAPROXY_WORKER_CFG = """\
+global
+\tstats socket {dir}/stats.sock level admin
+defaults
+\tmode tcp
+\ttimeout connect 1s
+\ttimeout client 1s
+\ttimeout server 1s
+frontend fe
+\tbind unix@{dir}/fe.sock
+"""
+
+
 def require(binary: str, package: str | None = None) -> str:
     """The path of an optional system binary: skip without it, or fail when CI demands every peer
     (``PROGSET_REQUIRE_PEERS=1``, set by ``.ci/run``, which installs them)."""

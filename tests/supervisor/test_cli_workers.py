@@ -13,19 +13,7 @@ import pytest
 
 from .cli_helpers import CliSupervisor, socket_dir
 from .helpers import wait_until
-from .peers import require
-
-HAPROXY_CFG = """\
-global
-\tstats socket {dir}/stats.sock level admin
-defaults
-\tmode tcp
-\ttimeout connect 1s
-\ttimeout client 1s
-\ttimeout server 1s
-frontend fe
-\tbind unix@{dir}/fe.sock
-"""
+from .peers import HAPROXY_WORKER_CFG, require
 
 PROGRAMS = """\
 global
@@ -50,7 +38,7 @@ program ghost
 def sup() -> Iterator[CliSupervisor]:
     haproxy = require("haproxy")
     with socket_dir() as directory:
-        (directory / "haproxy.cfg").write_text(HAPROXY_CFG.format(dir=directory))
+        (directory / "haproxy.cfg").write_text(HAPROXY_WORKER_CFG.format(dir=directory))
         with CliSupervisor(directory, PROGRAMS.format(dir=directory, haproxy=haproxy),
                            ["master.sock", "user.sock,level,user", "operator.sock,level,operator"],
                            programs=3, config_name="progset.cfg") as started:
