@@ -216,7 +216,7 @@ BUCKET_BOUNDS = (*(number(b) for b in DURATION_BUCKETS), "+Inf")
 
 
 def _state_lines(inner: str, current: State) -> str:
-    """The 7 ``progset_program_state`` lines of one program; ``inner`` is its label set without ``}``."""
+    """The ``progset_program_state`` lines (one per State, 8) of one program; ``inner`` is its label set without ``}``."""
     return "".join(f"{STATE.name}{inner}{suffix}{ONE if state is current else ZERO}\n"
                    for state, suffix in STATE_LABELS)
 
