@@ -216,7 +216,8 @@ BUCKET_BOUNDS = (*(number(b) for b in DURATION_BUCKETS), "+Inf")
 
 
 def _state_lines(inner: str, current: State) -> str:
-    """The ``progset_program_state`` lines (one per State, 8) of one program; ``inner`` is its label set without ``}``."""
+    """The ``progset_program_state`` lines of one program, one per State; ``inner`` is its label set
+    without ``}``."""
     return "".join(f"{STATE.name}{inner}{suffix}{ONE if state is current else ZERO}\n"
                    for state, suffix in STATE_LABELS)
 
